@@ -1,0 +1,181 @@
+import { formatEvent } from '../core/encoder.js';
+import type { EventManager } from '../core/event-manager.js';
+import type { HeartbeatScheduler, HeartbeatTarget } from '../core/heartbeat.js';
+import type { CloseReason, Delivery, Subscription } from '../core/subscription.js';
+import type { EventMapBase } from '../core/types.js';
+
+/**
+ * What a framework's response becomes: the only surface the writer needs.
+ * node:http, Express and Fastify wrap a `ServerResponse`; fetch wraps a
+ * ReadableStream controller.
+ */
+export interface SseTransport {
+  /** Writes a chunk; false means the peer is full and `drained()` will be called. */
+  write(chunk: string): boolean;
+  /** Bytes accepted by the transport that have not reached the peer yet. */
+  readonly bufferedBytes: number;
+  /** Ends the response cleanly (server-initiated close). */
+  end(): void;
+  /** Tears the response down at once (slow consumer, error). */
+  abort(): void;
+}
+
+export interface ConnectionOptions {
+  streams: readonly string[] | '*';
+  types?: readonly string[] | undefined;
+  lastEventId?: string | undefined;
+  replay?: number | undefined;
+  /** `retry:` sent first. */
+  retryMs: number;
+  /** Idle time before a `:heartbeat`; 0 disables heartbeats. */
+  heartbeatMs: number;
+  /** Unsent bytes (queued here plus buffered in the transport) past which the client is cut off. */
+  maxUnsentBytes: number;
+  /** Called once when the connection is finished, whoever ended it. */
+  onClose?: ((reason: CloseReason) => void) | undefined;
+}
+
+const HEARTBEAT = ':heartbeat\n\n';
+// Past this many queued bytes a connection is flushed at once instead of at
+// the end of the tick: a publisher in a tight loop must not grow the queue
+// towards the slow-consumer bound while the socket is ready to take it.
+const EAGER_FLUSH_BYTES = 16 * 1024;
+
+/**
+ * Events published in one tick are written to each socket as one chunk. One
+ * `setImmediate` serves every connection with something queued.
+ */
+const dirty = new Set<{ flush(): void }>();
+let flushScheduled = false;
+
+function scheduleFlush(connection: { flush(): void }): void {
+  dirty.add(connection);
+  if (flushScheduled) return;
+  flushScheduled = true;
+  setImmediate(flushDirty);
+}
+
+function flushDirty(): void {
+  flushScheduled = false;
+  const connections = [...dirty];
+  dirty.clear();
+  for (const connection of connections) connection.flush();
+}
+
+/**
+ * The one writer every adapter uses: sends `retry:` first, subscribes,
+ * coalesces each tick's events into one write, honours backpressure, cuts
+ * off a client past its unsent-bytes bound, keeps idle connections alive
+ * with heartbeats and, when anything ends the connection, removes every
+ * subscription, timer registration and queue entry it made.
+ */
+export class SseConnection<M extends EventMapBase = EventMapBase> implements HeartbeatTarget {
+  lastWriteAt = Date.now();
+  private readonly transport: SseTransport;
+  private readonly options: ConnectionOptions;
+  private readonly hub: EventManager<M>;
+  private subscription: Subscription<M> | undefined;
+  private heartbeats: HeartbeatScheduler | undefined;
+  private pending: string[] = [];
+  private pendingBytes = 0;
+  private blocked = false;
+  private finished = false;
+  private transportGone = false;
+
+  constructor(hub: EventManager<M>, transport: SseTransport, options: ConnectionOptions) {
+    this.hub = hub;
+    this.transport = transport;
+    this.options = options;
+  }
+
+  get isOpen(): boolean {
+    return !this.finished;
+  }
+
+  /** Writes `retry:`, subscribes and registers for heartbeats. */
+  start(): Subscription<M> {
+    this.writeNow(formatEvent({ retry: this.options.retryMs }));
+    this.subscription = this.hub.subscribe({
+      streams: this.options.streams,
+      types: this.options.types as (keyof M & string)[] | undefined,
+      lastEventId: this.options.lastEventId,
+      replay: this.options.replay,
+      onEvent: (delivery) => this.enqueue(delivery),
+      onClose: (reason) => this.finish(reason),
+    });
+    if (this.options.heartbeatMs > 0 && !this.finished) {
+      this.heartbeats = this.hub.heartbeatScheduler(this.options.heartbeatMs);
+      this.heartbeats.add(this);
+    }
+    return this.subscription;
+  }
+
+  /** The transport can take more: write what waited. */
+  drained(): void {
+    this.blocked = false;
+    if (this.pending.length > 0) this.flush();
+  }
+
+  /** The peer went away (socket closed, request aborted). */
+  transportClosed(): void {
+    this.transportGone = true;
+    this.close('closed');
+  }
+
+  /** Ends the connection from the server side. */
+  close(reason: CloseReason = 'closed'): void {
+    if (this.subscription) this.subscription.close(reason);
+    else this.finish(reason);
+  }
+
+  heartbeat(): void {
+    if (this.finished || this.blocked) return;
+    this.writeNow(HEARTBEAT);
+  }
+
+  /** @internal called by the shared flush */
+  flush(): void {
+    if (this.finished || this.blocked || this.pending.length === 0) return;
+    const chunk = this.pending.length === 1 ? (this.pending[0] as string) : this.pending.join('');
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.writeNow(chunk);
+  }
+
+  private enqueue(delivery: Delivery): void {
+    if (this.finished) return;
+    this.pending.push(delivery.frame);
+    this.pendingBytes += delivery.bytes;
+    if (this.pendingBytes + this.transport.bufferedBytes > this.options.maxUnsentBytes) {
+      // Cut off, counted by the hub; the client resumes from history with Last-Event-ID.
+      this.subscription?.close('slow_consumer');
+      return;
+    }
+    if (this.blocked) return;
+    if (this.pendingBytes >= EAGER_FLUSH_BYTES) this.flush();
+    else scheduleFlush(this);
+  }
+
+  private writeNow(chunk: string): void {
+    this.lastWriteAt = Date.now();
+    if (!this.transport.write(chunk)) this.blocked = true;
+  }
+
+  private finish(reason: CloseReason): void {
+    if (this.finished) return;
+    this.finished = true;
+    dirty.delete(this);
+    this.heartbeats?.delete(this);
+    const unsent = this.pending;
+    this.pending = [];
+    this.pendingBytes = 0;
+    if (!this.transportGone) {
+      if (reason === 'hub_closed' || reason === 'closed') {
+        // A clean end delivers what was already accepted for this client.
+        if (unsent.length > 0) this.transport.write(unsent.join(''));
+        this.transport.end();
+      } else this.transport.abort();
+    }
+    this.options.onClose?.(reason);
+  }
+}

@@ -1,0 +1,121 @@
+import { utf8Length } from '../core/encoder.js';
+import { frameFor, type Backend, type BackendContext, type EventDraft, type ReadQuery, type ReadResult, type StoredEvent } from '../core/backend.js';
+import { formatEventId, newEpoch } from '../core/ids.js';
+import { EXPIRED, ReplayBuffer, type ReplayBufferOptions } from '../core/replay-buffer.js';
+
+export interface MemoryBackendOptions extends Omit<ReplayBufferOptions, 'isPinned'> {
+  /** Fixed epoch, for tests. @defaultValue a new one per backend */
+  epoch?: string;
+}
+
+/**
+ * The default backend: one process, history in a bounded {@link ReplayBuffer}.
+ * A restart starts a new epoch, so ids from before it resync.
+ */
+export class MemoryBackend implements Backend {
+  readonly epoch: string;
+  private seq = 0;
+  private buffer: ReplayBuffer | undefined;
+  private context: BackendContext | undefined;
+  private sweepTimer: ReturnType<typeof setInterval> | undefined;
+  private readonly options: MemoryBackendOptions;
+
+  constructor(options: MemoryBackendOptions = {}) {
+    this.options = options;
+    this.epoch = options.epoch ?? newEpoch();
+  }
+
+  async open(context: BackendContext): Promise<void> {
+    this.context = context;
+    this.buffer = new ReplayBuffer({ ...this.options, isPinned: (stream) => context.hasSubscribers(stream) });
+  }
+
+  async append(draft: EventDraft): Promise<StoredEvent> {
+    const buffer = this.requireOpen();
+    const seq = ++this.seq;
+    const id = formatEventId(this.epoch, seq);
+    const frame = frameFor(id, draft.body);
+    const stored: StoredEvent = {
+      seq,
+      event: { id, stream: draft.stream, type: draft.type, data: draft.data, timestamp: draft.timestamp },
+      frame,
+      bytes: utf8Length(frame),
+    };
+    buffer.append(stored);
+    this.ensureSweeper();
+    (this.context as BackendContext).deliver(stored);
+    return stored;
+  }
+
+  async read(query: ReadQuery): Promise<ReadResult> {
+    const buffer = this.requireOpen();
+    const { after, streams, recent } = query;
+    if (streams !== '*') buffer.touch(streams);
+    if (after) {
+      const resync =
+        after.epoch !== this.epoch ? 'foreign' : after.seq > this.seq ? 'unknown' : undefined;
+      if (!resync) {
+        const events = readAfter(buffer, streams, after.seq);
+        if (events !== EXPIRED) return { events };
+      }
+      return { events: readRecent(buffer, streams, recent), resync: resync ?? 'expired' };
+    }
+    return { events: readRecent(buffer, streams, recent) };
+  }
+
+  stats(): Record<string, number> {
+    return {
+      retainedStreams: this.buffer?.streamCount ?? 0,
+      retainedEvents: this.buffer?.eventCount ?? 0,
+      retainedBytes: this.buffer?.bytes ?? 0,
+      evictedStreams: this.buffer?.evictions ?? 0,
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.sweepTimer = undefined;
+    this.buffer?.clear();
+  }
+
+  private requireOpen(): ReplayBuffer {
+    if (!this.buffer) throw new Error('MemoryBackend used before EventManager opened it');
+    return this.buffer;
+  }
+
+  // Idle streams must expire even when nothing is published any more, but no
+  // timer may run (or hold the process open) while there is nothing to expire.
+  private ensureSweeper(): void {
+    if (this.sweepTimer) return;
+    const buffer = this.buffer as ReplayBuffer;
+    const period = Math.min(buffer.idleTtlMs, 60_000);
+    this.sweepTimer = setInterval(() => {
+      buffer.sweep();
+      if (buffer.streamCount === 0 && this.sweepTimer) {
+        clearInterval(this.sweepTimer);
+        this.sweepTimer = undefined;
+      }
+    }, period);
+    this.sweepTimer.unref?.();
+  }
+}
+
+function readAfter(buffer: ReplayBuffer, streams: readonly string[] | '*', seq: number): StoredEvent[] | typeof EXPIRED {
+  if (streams === '*') return buffer.afterAll(seq);
+  if (streams.length === 1) return buffer.after(streams[0] as string, seq);
+  const out: StoredEvent[] = [];
+  for (const stream of streams) {
+    const events = buffer.after(stream, seq);
+    if (events === EXPIRED) return EXPIRED;
+    for (const event of events) out.push(event);
+  }
+  return out.sort((a, b) => a.seq - b.seq);
+}
+
+function readRecent(buffer: ReplayBuffer, streams: readonly string[] | '*', count: number): StoredEvent[] {
+  if (streams === '*') return buffer.recentAll(count);
+  if (streams.length === 1) return buffer.recent(streams[0] as string, count);
+  const out: StoredEvent[] = [];
+  for (const stream of streams) for (const event of buffer.recent(stream, count)) out.push(event);
+  return out.sort((a, b) => a.seq - b.seq);
+}

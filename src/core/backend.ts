@@ -1,0 +1,67 @@
+import type { EventCursor } from './ids.js';
+import type { PublishedEvent, ResyncReason } from './types.js';
+
+/**
+ * A stored event: the public shape, its place in the hub's sequence, and its
+ * wire bytes, encoded once and written as they are to every subscriber.
+ */
+export interface StoredEvent<T = unknown> {
+  seq: number;
+  event: PublishedEvent<T>;
+  /** The complete SSE frame, blank line included. */
+  frame: string;
+  /** UTF-8 length of `frame`. */
+  bytes: number;
+}
+
+/** What the hub hands a backend to append: already validated and serialised. */
+export interface EventDraft {
+  stream: string;
+  type: string;
+  data: unknown;
+  timestamp: string;
+  /** `event:` and `data:` lines; the backend adds the `id:` line once it has a number. */
+  body: string;
+}
+
+export interface ReadQuery {
+  streams: readonly string[] | '*';
+  /** Resume after this id; null for a fresh subscriber. */
+  after: EventCursor | null;
+  /** For a fresh subscriber (or after a resync): how many recent events per stream. */
+  recent: number;
+}
+
+export interface ReadResult {
+  /** In sequence order. */
+  events: StoredEvent[];
+  /** Set when `after` could not be continued; `events` is then the fresh replay. */
+  resync?: ResyncReason;
+}
+
+/** What the hub gives a backend when it opens it. */
+export interface BackendContext {
+  /** Called with every appended event, from any instance, in sequence order. */
+  deliver(event: StoredEvent): void;
+  /** True while a stream has live subscribers; such streams are never evicted first. */
+  hasSubscribers(stream: string): boolean;
+}
+
+/**
+ * Where events are stored and how instances share them. The hub depends on
+ * nothing else, so a backend (memory, Redis) is swapped without touching it.
+ */
+export interface Backend {
+  open(context: BackendContext): Promise<void>;
+  /** Assigns the next id of the global sequence, stores the event and feeds it to `deliver`. */
+  append(draft: EventDraft): Promise<StoredEvent>;
+  read(query: ReadQuery): Promise<ReadResult>;
+  /** Numbers for `hub.stats()`. */
+  stats(): Record<string, number>;
+  close(): Promise<void>;
+}
+
+/** The frame of a stored event: its id line, then the pre-encoded body. */
+export function frameFor(id: string, body: string): string {
+  return `id: ${id}\n${body}\n`;
+}

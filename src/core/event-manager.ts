@@ -1,0 +1,295 @@
+import { MemoryBackend } from '../backends/memory.js';
+import type { Backend, StoredEvent } from './backend.js';
+import { assertEventName, dataLines, formatEvent, serializeData, utf8Length } from './encoder.js';
+import { SsecastError } from './errors.js';
+import { HeartbeatScheduler } from './heartbeat.js';
+import { MAX_EVENT_ID_LENGTH, parseEventId } from './ids.js';
+import { Subscription, type CloseReason, type Delivery, type SubscriptionOwner } from './subscription.js';
+import type { EventMapBase, PublishedEvent, ResyncEvent, ResyncReason } from './types.js';
+
+/** Longest stream name accepted. Stream names come from query strings; keep them short. */
+export const MAX_STREAM_NAME_LENGTH = 256;
+
+export interface EventManagerOptions {
+  /**
+   * Where events are stored and how instances share them.
+   * @defaultValue a `MemoryBackend` built from the history options below
+   */
+  backend?: Backend;
+  /** Events kept per stream for replay and resume (memory backend). @defaultValue 100 */
+  historySize?: number;
+  /** Bytes kept per stream (memory backend). @defaultValue 262144 (256 KiB) */
+  historyBytes?: number;
+  /** Bytes kept across all streams (memory backend). @defaultValue 67108864 (64 MiB) */
+  historyTotalBytes?: number;
+  /** Streams whose history is kept; least recently used ones without subscribers go first (memory backend). @defaultValue 10000 */
+  maxStreams?: number;
+  /** History of a stream untouched for this long is dropped (memory backend). @defaultValue 3600000 (1 h) */
+  streamIdleTtlMs?: number;
+  /** Events replayed per stream to a subscriber that has no Last-Event-ID. @defaultValue 10 */
+  replay?: number;
+  /** Idle time after which a connection gets a `:heartbeat` comment. @defaultValue 30000 */
+  heartbeatMs?: number;
+  /** Events an iterating subscriber (or one whose history is loading) may fall behind before it is cut off. @defaultValue 1000 */
+  maxQueue?: number;
+}
+
+export interface SubscribeOptions<M extends EventMapBase = EventMapBase> {
+  /** Streams to follow, or `'*'` for every stream. */
+  streams: readonly string[] | '*';
+  /** Resume after this id: exactly the later events of these streams, then live ones. */
+  lastEventId?: string | undefined;
+  /** Recent events per stream for a fresh subscriber. @defaultValue the hub's `replay` */
+  replay?: number | undefined;
+  /** Only these event types. @defaultValue every type */
+  types?: readonly (keyof M & string)[] | undefined;
+  /** @defaultValue the hub's `maxQueue` */
+  maxQueue?: number | undefined;
+  /**
+   * Push mode: called synchronously with every delivery (its frame is the
+   * shared wire encoding). Adapters use this; a subscription with `onEvent`
+   * cannot be iterated.
+   */
+  onEvent?: ((delivery: Delivery) => void) | undefined;
+  /** Called once when the subscription ends, with the reason. */
+  onClose?: ((reason: CloseReason) => void) | undefined;
+}
+
+export interface HubStats {
+  /** Open subscriptions (each SSE connection is one). */
+  connections: number;
+  /** Streams with at least one subscriber (not counting `'*'`). */
+  streams: number;
+  /** Subscriptions following `'*'`. */
+  wildcardConnections: number;
+  /** Events accepted by `publish`. */
+  published: number;
+  /** Events handed to subscribers (one per subscriber per event). */
+  delivered: number;
+  /** Subscribers cut off for falling behind (slow consumers). */
+  dropped: number;
+  /** Resume requests answered with `resync`. */
+  resyncs: number;
+  /** What the backend reports (retained streams, events and bytes for memory). */
+  [backendStat: string]: number;
+}
+
+/**
+ * The hub: publish to a stream, subscribe to streams, fan out.
+ *
+ * Fan-out touches only the subscribers of the event's stream (and `'*'`
+ * subscribers), never every connection. Every event is encoded once.
+ *
+ * @example
+ * type Events = { git_operation: { operation: string; progress: number } };
+ * const hub = new EventManager<Events>();
+ * await hub.publish('agent-1', 'git_operation', { operation: 'clone', progress: 45 });
+ * for await (const event of hub.subscribe({ streams: ['agent-1'] })) console.log(event);
+ */
+export class EventManager<M extends EventMapBase = EventMapBase> implements SubscriptionOwner {
+  readonly options: Readonly<Required<Omit<EventManagerOptions, 'backend'>>>;
+  readonly backend: Backend;
+  private readonly opened: Promise<void>;
+  private readonly byStream = new Map<string, Set<Subscription<M>>>();
+  private readonly wildcard = new Set<Subscription<M>>();
+  private readonly subscriptions = new Set<Subscription<M>>();
+  private readonly heartbeats = new Map<number, HeartbeatScheduler>();
+  private counters = { published: 0, delivered: 0, dropped: 0, resyncs: 0 };
+  private isClosed = false;
+
+  constructor(options: EventManagerOptions = {}) {
+    this.options = {
+      historySize: options.historySize ?? 100,
+      historyBytes: options.historyBytes ?? 256 * 1024,
+      historyTotalBytes: options.historyTotalBytes ?? 64 * 1024 * 1024,
+      maxStreams: options.maxStreams ?? 10_000,
+      streamIdleTtlMs: options.streamIdleTtlMs ?? 60 * 60 * 1000,
+      replay: nonNegativeInt(options.replay ?? 10, 'replay'),
+      heartbeatMs: nonNegativeInt(options.heartbeatMs ?? 30_000, 'heartbeatMs'),
+      maxQueue: nonNegativeInt(options.maxQueue ?? 1000, 'maxQueue'),
+    };
+    this.backend =
+      options.backend ??
+      new MemoryBackend({
+        maxEventsPerStream: this.options.historySize,
+        maxBytesPerStream: this.options.historyBytes,
+        maxTotalBytes: this.options.historyTotalBytes,
+        maxStreams: this.options.maxStreams,
+        idleTtlMs: this.options.streamIdleTtlMs,
+      });
+    this.opened = this.backend.open({
+      deliver: (event) => this.fanOut(event),
+      hasSubscribers: (stream) => this.byStream.has(stream),
+    });
+    // Surfaced by publish/subscribe; never an unhandled rejection on its own.
+    this.opened.catch(() => {});
+  }
+
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  /**
+   * Stores an event on `stream` and delivers it to that stream's subscribers.
+   *
+   * Rejects with a `TypeError` (`SseFormatError` for wire problems) for a bad
+   * stream name, an event type with CR/LF or the reserved `resync`, or data
+   * JSON cannot represent; with `SsecastError` when the hub is closed or the
+   * backend fails. A rejected event is neither stored nor sent.
+   */
+  async publish<K extends keyof M & string>(stream: string, type: K, data: M[K]): Promise<PublishedEvent<M[K], K>> {
+    if (this.isClosed) throw new SsecastError('ERR_HUB_CLOSED', 'publish() on a closed EventManager');
+    assertStreamName(stream);
+    assertEventName(type);
+    if (type === '' || type === 'resync') {
+      throw new TypeError(`event type ${JSON.stringify(type)} is ${type ? 'reserved for resume control events' : 'empty'}`);
+    }
+    const body = `event: ${type}\n${dataLines(serializeData(data))}`;
+    await this.opened;
+    if (this.isClosed) throw new SsecastError('ERR_HUB_CLOSED', 'publish() on a closed EventManager');
+    const stored = await this.backend.append({ stream, type, data, timestamp: new Date().toISOString(), body });
+    this.counters.published++;
+    return stored.event as PublishedEvent<M[K], K>;
+  }
+
+  /**
+   * Follows streams. Returns at once; history is read in the background and
+   * delivered before any live event (`subscription.ready` tells when).
+   *
+   * With `lastEventId`, the subscriber gets exactly the events of its streams
+   * published after that id, then live ones. An id that is malformed, from
+   * another epoch, or older than the retained history first yields one
+   * `resync` event, then the fresh-connect replay.
+   */
+  subscribe(options: SubscribeOptions<M>): Subscription<M> {
+    if (this.isClosed) throw new SsecastError('ERR_HUB_CLOSED', 'subscribe() on a closed EventManager');
+    const streams = normaliseStreams(options.streams);
+    const replay = nonNegativeInt(options.replay ?? this.options.replay, 'replay');
+    const subscription = new Subscription<M>(this, {
+      streams,
+      types: options.types ? new Set(options.types) : null,
+      maxQueue: nonNegativeInt(options.maxQueue ?? this.options.maxQueue, 'maxQueue'),
+      onEvent: options.onEvent,
+      onClose: options.onClose,
+    });
+    // Live first, history second: nothing published in between can be missed.
+    this.subscriptions.add(subscription);
+    if (streams === '*') this.wildcard.add(subscription);
+    else
+      for (const stream of streams) {
+        let set = this.byStream.get(stream);
+        if (!set) this.byStream.set(stream, (set = new Set()));
+        set.add(subscription);
+      }
+    void this.loadHistory(subscription, options.lastEventId, replay);
+    return subscription;
+  }
+
+  /** Counters and gauges, cheap enough for every `/metrics` scrape. */
+  stats(): HubStats {
+    return {
+      ...this.backend.stats(),
+      connections: this.subscriptions.size,
+      streams: this.byStream.size,
+      wildcardConnections: this.wildcard.size,
+      ...this.counters,
+    };
+  }
+
+  /**
+   * The heartbeat scheduler for an interval (the hub's `heartbeatMs` by
+   * default): one timer per distinct interval, shared by every connection.
+   */
+  heartbeatScheduler(intervalMs = this.options.heartbeatMs): HeartbeatScheduler {
+    let scheduler = this.heartbeats.get(intervalMs);
+    if (!scheduler) this.heartbeats.set(intervalMs, (scheduler = new HeartbeatScheduler(intervalMs)));
+    return scheduler;
+  }
+
+  /** Ends every subscription (adapters end their responses), stops timers, closes the backend. */
+  async close(): Promise<void> {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    for (const subscription of [...this.subscriptions]) subscription.close('hub_closed');
+    for (const scheduler of this.heartbeats.values()) scheduler.stop();
+    this.heartbeats.clear();
+    await this.opened.catch(() => {});
+    await this.backend.close();
+  }
+
+  /** @internal */
+  release(subscription: Subscription<M>, reason: CloseReason): void {
+    if (!this.subscriptions.delete(subscription)) return;
+    if (reason === 'slow_consumer') this.counters.dropped++;
+    if (subscription.streams === '*') {
+      this.wildcard.delete(subscription);
+      return;
+    }
+    for (const stream of subscription.streams) {
+      const set = this.byStream.get(stream);
+      if (!set) continue;
+      set.delete(subscription);
+      if (set.size === 0) this.byStream.delete(stream);
+    }
+  }
+
+  private fanOut(event: StoredEvent): void {
+    let delivered = 0;
+    const set = this.byStream.get(event.event.stream);
+    if (set) for (const subscription of set) if (subscription.offer(event)) delivered++;
+    for (const subscription of this.wildcard) if (subscription.offer(event)) delivered++;
+    this.counters.delivered += delivered;
+  }
+
+  private async loadHistory(subscription: Subscription<M>, lastEventId: string | undefined, replay: number): Promise<void> {
+    try {
+      await this.opened;
+      const cursor = lastEventId === undefined || lastEventId === '' ? null : parseEventId(lastEventId);
+      let resync: ResyncReason | undefined = lastEventId && !cursor ? 'unknown' : undefined;
+      const streams = subscription.streams === '*' ? '*' : [...subscription.streams];
+      const result = await this.backend.read({ streams, after: cursor, recent: replay });
+      resync ??= result.resync;
+      if (resync) this.counters.resyncs++;
+      const notice = resync ? resyncDelivery(resync, lastEventId as string) : undefined;
+      this.counters.delivered += subscription.goLive(result.events, notice, resync || !cursor ? 0 : cursor.seq);
+    } catch (error) {
+      subscription.fail(error);
+    }
+  }
+}
+
+function resyncDelivery(reason: ResyncReason, lastEventId: string): Delivery<ResyncEvent> {
+  // Echo at most what an id can be; the rest of a hostile header stays out of the stream.
+  const echoed = lastEventId.length > MAX_EVENT_ID_LENGTH ? lastEventId.slice(0, MAX_EVENT_ID_LENGTH) : lastEventId;
+  const data = { reason, lastEventId: echoed };
+  const frame = formatEvent({ event: 'resync', data });
+  return {
+    event: { id: null, stream: null, type: 'resync', data, timestamp: new Date().toISOString() },
+    frame,
+    bytes: utf8Length(frame),
+  };
+}
+
+function normaliseStreams(streams: readonly string[] | '*'): ReadonlySet<string> | '*' {
+  if (streams === '*') return '*';
+  if (!Array.isArray(streams) || streams.length === 0) {
+    throw new TypeError("streams must be a non-empty array of stream names or '*'");
+  }
+  for (const stream of streams) assertStreamName(stream);
+  return new Set(streams);
+}
+
+function assertStreamName(stream: unknown): asserts stream is string {
+  if (typeof stream !== 'string' || stream.length === 0 || stream.length > MAX_STREAM_NAME_LENGTH) {
+    throw new TypeError(
+      `stream must be a non-empty string of at most ${MAX_STREAM_NAME_LENGTH} characters, got ${typeof stream === 'string' ? `${stream.length} characters` : typeof stream}`,
+    );
+  }
+}
+
+function nonNegativeInt(value: number, name: string): number {
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new TypeError(`${name} must be a non-negative integer, got ${String(value)}`);
+  }
+  return value;
+}

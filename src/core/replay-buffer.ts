@@ -1,0 +1,251 @@
+import type { StoredEvent } from './backend.js';
+
+/** Bounds of a {@link ReplayBuffer}. Every one has a default; none is unbounded. */
+export interface ReplayBufferOptions {
+  /** Events kept per stream. @defaultValue 100 */
+  maxEventsPerStream?: number;
+  /** Bytes of frames kept per stream. @defaultValue 262144 (256 KiB) */
+  maxBytesPerStream?: number;
+  /** Bytes of frames kept across all streams. @defaultValue 67108864 (64 MiB) */
+  maxTotalBytes?: number;
+  /** Streams kept; past it the least recently used stream without subscribers goes. @defaultValue 10000 */
+  maxStreams?: number;
+  /** A stream nobody published to or read for this long is dropped. @defaultValue 3600000 (1 h) */
+  idleTtlMs?: number;
+  /** Streams for which this returns true are evicted last. */
+  isPinned?: (stream: string) => boolean;
+  /** Clock, for tests. */
+  now?: () => number;
+}
+
+/** Why a read after a sequence number cannot be answered exactly. */
+export const EXPIRED = Symbol('expired');
+
+class StreamHistory {
+  events: StoredEvent[] = [];
+  head = 0;
+  bytes = 0;
+  /** Highest seq this stream has lost to trimming; a resume from before it has a gap. */
+  droppedThrough = 0;
+  lastSeq = 0;
+  touchedAt: number;
+
+  constructor(now: number) {
+    this.touchedAt = now;
+  }
+
+  get length(): number {
+    return this.events.length - this.head;
+  }
+
+  push(event: StoredEvent): void {
+    this.events.push(event);
+    this.bytes += event.bytes;
+    this.lastSeq = event.seq;
+  }
+
+  shift(): StoredEvent | undefined {
+    const event = this.events[this.head];
+    if (!event) return undefined;
+    this.events[this.head] = undefined as unknown as StoredEvent;
+    this.head++;
+    this.bytes -= event.bytes;
+    this.droppedThrough = event.seq;
+    // Compact once the dead prefix outweighs the live part: amortised O(1).
+    if (this.head > 32 && this.head * 2 > this.events.length) {
+      this.events = this.events.slice(this.head);
+      this.head = 0;
+    }
+    return event;
+  }
+
+  /** Events with seq > after, oldest first. */
+  after(after: number): StoredEvent[] {
+    const out: StoredEvent[] = [];
+    for (let i = this.events.length - 1; i >= this.head; i--) {
+      const event = this.events[i] as StoredEvent;
+      if (event.seq <= after) break;
+      out.push(event);
+    }
+    return out.reverse();
+  }
+
+  recent(count: number): StoredEvent[] {
+    if (count <= 0) return [];
+    return this.events.slice(Math.max(this.head, this.events.length - count));
+  }
+}
+
+/**
+ * Bounded per-stream history: by count and bytes per stream, by bytes and
+ * number of streams overall, and by idle time. What it gives up is recorded,
+ * so a resume that would cross a gap is reported as expired, never answered
+ * with a silently shortened history.
+ */
+export class ReplayBuffer {
+  readonly maxEventsPerStream: number;
+  readonly maxBytesPerStream: number;
+  readonly maxTotalBytes: number;
+  readonly maxStreams: number;
+  readonly idleTtlMs: number;
+  private readonly isPinned: (stream: string) => boolean;
+  private readonly now: () => number;
+  // Map order is recency order: a touched stream is re-inserted at the end.
+  private readonly streams = new Map<string, StreamHistory>();
+  private totalBytes = 0;
+  /** Highest seq held by any stream dropped whole (evicted or expired). */
+  private evictedThrough = 0;
+  evictions = 0;
+
+  constructor(options: ReplayBufferOptions = {}) {
+    this.maxEventsPerStream = positiveInt(options.maxEventsPerStream ?? 100, 'maxEventsPerStream', true);
+    this.maxBytesPerStream = positiveInt(options.maxBytesPerStream ?? 256 * 1024, 'maxBytesPerStream');
+    this.maxTotalBytes = positiveInt(options.maxTotalBytes ?? 64 * 1024 * 1024, 'maxTotalBytes');
+    this.maxStreams = positiveInt(options.maxStreams ?? 10_000, 'maxStreams');
+    this.idleTtlMs = positiveInt(options.idleTtlMs ?? 60 * 60 * 1000, 'idleTtlMs');
+    this.isPinned = options.isPinned ?? (() => false);
+    this.now = options.now ?? Date.now;
+  }
+
+  get streamCount(): number {
+    return this.streams.size;
+  }
+
+  get bytes(): number {
+    return this.totalBytes;
+  }
+
+  get eventCount(): number {
+    let count = 0;
+    for (const history of this.streams.values()) count += history.length;
+    return count;
+  }
+
+  append(event: StoredEvent): void {
+    if (this.maxEventsPerStream === 0) {
+      this.evictedThrough = event.seq;
+      return;
+    }
+    const now = this.now();
+    const stream = event.event.stream;
+    let history = this.streams.get(stream);
+    if (history) {
+      this.streams.delete(stream);
+    } else {
+      history = new StreamHistory(now);
+    }
+    history.touchedAt = now;
+    this.streams.set(stream, history);
+    history.push(event);
+    this.totalBytes += event.bytes;
+    while (
+      history.length > 1 &&
+      (history.length > this.maxEventsPerStream || history.bytes > this.maxBytesPerStream)
+    ) {
+      this.totalBytes -= (history.shift() as StoredEvent).bytes;
+    }
+    this.sweep(now);
+    this.enforceGlobalBounds(stream);
+  }
+
+  /**
+   * Events of `stream` after `seq`, or EXPIRED when this stream has dropped an
+   * event after `seq` (trimmed, evicted or expired) so the answer would have a gap.
+   */
+  after(stream: string, seq: number): StoredEvent[] | typeof EXPIRED {
+    const history = this.streams.get(stream);
+    if (!history) return this.evictedThrough > seq ? EXPIRED : [];
+    if (history.droppedThrough > seq) return EXPIRED;
+    return history.after(seq);
+  }
+
+  /** Events of every stream after `seq`, in sequence order, or EXPIRED. */
+  afterAll(seq: number): StoredEvent[] | typeof EXPIRED {
+    if (this.evictedThrough > seq) return EXPIRED;
+    const out: StoredEvent[] = [];
+    for (const history of this.streams.values()) {
+      if (history.droppedThrough > seq) return EXPIRED;
+      for (const event of history.after(seq)) out.push(event);
+    }
+    return out.sort(bySeq);
+  }
+
+  recent(stream: string, count: number): StoredEvent[] {
+    return this.streams.get(stream)?.recent(count) ?? [];
+  }
+
+  /** The last `count` events across every stream. */
+  recentAll(count: number): StoredEvent[] {
+    if (count <= 0) return [];
+    const out: StoredEvent[] = [];
+    for (const history of this.streams.values()) for (const event of history.recent(count)) out.push(event);
+    return out.sort(bySeq).slice(-count);
+  }
+
+  /** Marks streams as used so that reading them keeps them from eviction. */
+  touch(streams: readonly string[]): void {
+    const now = this.now();
+    for (const stream of streams) {
+      const history = this.streams.get(stream);
+      if (!history) continue;
+      history.touchedAt = now;
+      this.streams.delete(stream);
+      this.streams.set(stream, history);
+    }
+  }
+
+  /** Drops streams idle past the TTL that nobody follows. Cheap: it stops at the first live one. */
+  sweep(now = this.now()): void {
+    for (const [stream, history] of this.streams) {
+      if (now - history.touchedAt < this.idleTtlMs) break;
+      if (this.isPinned(stream)) {
+        // Followed streams stay; move it to the back so the sweep keeps going.
+        history.touchedAt = now;
+        this.streams.delete(stream);
+        this.streams.set(stream, history);
+        continue;
+      }
+      this.drop(stream, history);
+    }
+  }
+
+  clear(): void {
+    for (const [stream, history] of this.streams) this.drop(stream, history);
+  }
+
+  private enforceGlobalBounds(justAppended: string): void {
+    if (this.streams.size <= this.maxStreams && this.totalBytes <= this.maxTotalBytes) return;
+    // First pass: least recently used streams nobody follows.
+    for (const [stream, history] of this.streams) {
+      if (this.streams.size <= this.maxStreams && this.totalBytes <= this.maxTotalBytes) return;
+      if (stream === justAppended || this.isPinned(stream)) continue;
+      this.drop(stream, history);
+    }
+    // Everything left is followed: trim the oldest events instead, recording the gap.
+    for (const [stream, history] of this.streams) {
+      if (this.streams.size <= this.maxStreams && this.totalBytes <= this.maxTotalBytes) return;
+      while (history.length > 1 && this.totalBytes > this.maxTotalBytes) {
+        this.totalBytes -= (history.shift() as StoredEvent).bytes;
+      }
+      if (this.streams.size > this.maxStreams && stream !== justAppended) this.drop(stream, history);
+    }
+  }
+
+  private drop(stream: string, history: StreamHistory): void {
+    this.streams.delete(stream);
+    this.totalBytes -= history.bytes;
+    if (history.lastSeq > this.evictedThrough) this.evictedThrough = history.lastSeq;
+    this.evictions++;
+  }
+}
+
+function bySeq(a: StoredEvent, b: StoredEvent): number {
+  return a.seq - b.seq;
+}
+
+function positiveInt(value: number, name: string, allowZero = false): number {
+  if (!Number.isSafeInteger(value) || value < (allowZero ? 0 : 1)) {
+    throw new TypeError(`${name} must be a ${allowZero ? 'non-negative' : 'positive'} integer, got ${String(value)}`);
+  }
+  return value;
+}

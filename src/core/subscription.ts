@@ -1,0 +1,204 @@
+import type { StoredEvent } from './backend.js';
+import { SsecastError } from './errors.js';
+import type { EventMapBase, PublishedEvent, ResyncEvent, SubscriptionEvent } from './types.js';
+
+/** An event on its way to one subscriber, with its wire bytes. */
+export interface Delivery<E = PublishedEvent | ResyncEvent> {
+  event: E;
+  /** The SSE frame, shared by every subscriber of the event: write it as it is. */
+  frame: string;
+  /** UTF-8 length of `frame`. */
+  bytes: number;
+}
+
+/** Why a subscription ended. */
+export type CloseReason = 'closed' | 'slow_consumer' | 'hub_closed' | 'error';
+
+/** @internal what the hub needs back from a subscription */
+export interface SubscriptionOwner {
+  release(subscription: Subscription<any>, reason: CloseReason): void;
+}
+
+export interface SubscriptionInit {
+  streams: ReadonlySet<string> | '*';
+  types: ReadonlySet<string> | null;
+  /** Events buffered in iterator mode (and while history loads) before the subscriber counts as slow. */
+  maxQueue: number;
+  onEvent?: ((delivery: Delivery) => void) | undefined;
+  onClose?: ((reason: CloseReason) => void) | undefined;
+}
+
+/**
+ * One subscriber. Either pushes each delivery to `onEvent` (what adapters
+ * use: no promise per event) or queues them, bounded, for `for await`.
+ *
+ * Live events are accepted from the moment the subscription exists; while
+ * history loads they wait in a bounded list, and everything is released in
+ * sequence order with anything already delivered skipped, which is what makes
+ * the switch from history to live free of gaps and duplicates.
+ */
+export class Subscription<M extends EventMapBase = EventMapBase> implements AsyncIterable<SubscriptionEvent<M>> {
+  readonly streams: ReadonlySet<string> | '*';
+  readonly types: ReadonlySet<string> | null;
+  /** Resolves once history has been delivered and the subscription is live. */
+  readonly ready: Promise<void>;
+  /** Resolves with the reason when the subscription ends. */
+  readonly closed: Promise<CloseReason>;
+
+  private readonly owner: SubscriptionOwner;
+  private readonly maxQueue: number;
+  private readonly onEvent: ((delivery: Delivery) => void) | undefined;
+  private readonly onClose: ((reason: CloseReason) => void) | undefined;
+  private lastSeq = 0;
+  private lastId: string | undefined;
+  private loading: StoredEvent[] | null = [];
+  private queue: Delivery[] = [];
+  private waiter: ((result: IteratorResult<SubscriptionEvent<M>>) => void) | undefined;
+  private waiterReject: ((error: unknown) => void) | undefined;
+  private closeReason: CloseReason | undefined;
+  private resolveReady!: () => void;
+  private resolveClosed!: (reason: CloseReason) => void;
+
+  /** @internal created by `EventManager.subscribe` */
+  constructor(owner: SubscriptionOwner, init: SubscriptionInit) {
+    this.owner = owner;
+    this.streams = init.streams;
+    this.types = init.types;
+    this.maxQueue = init.maxQueue;
+    this.onEvent = init.onEvent;
+    this.onClose = init.onClose;
+    this.ready = new Promise((resolve) => (this.resolveReady = resolve));
+    this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
+  }
+
+  /** The id of the last event delivered: what a client would send as Last-Event-ID. */
+  get lastEventId(): string | undefined {
+    return this.lastId;
+  }
+
+  get isClosed(): boolean {
+    return this.closeReason !== undefined;
+  }
+
+  /** Ends the subscription. Safe to call more than once. */
+  close(reason: CloseReason = 'closed'): void {
+    if (this.closeReason) return;
+    this.closeReason = reason;
+    this.loading = null;
+    this.owner.release(this, reason);
+    this.resolveReady();
+    this.resolveClosed(reason);
+    if (this.waiter) this.settleWaiter();
+    this.onClose?.(reason);
+  }
+
+  /** @internal a live event from the hub's fan-out */
+  offer(event: StoredEvent): boolean {
+    if (this.closeReason) return false;
+    if (this.loading) {
+      if (this.loading.length >= this.maxQueue) {
+        this.close('slow_consumer');
+        return false;
+      }
+      this.loading.push(event);
+      return false;
+    }
+    return this.deliver(event);
+  }
+
+  /** @internal history has been read: release it, then what arrived meanwhile */
+  goLive(history: readonly StoredEvent[], resync: Delivery | undefined, after: number): number {
+    if (this.closeReason) return 0;
+    let delivered = 0;
+    this.lastSeq = after;
+    if (resync) this.push(resync);
+    for (const event of history) if (this.deliver(event)) delivered++;
+    const pending = this.loading ?? [];
+    this.loading = null;
+    for (const event of pending) if (this.deliver(event)) delivered++;
+    this.resolveReady();
+    return delivered;
+  }
+
+  /** @internal history could not be read */
+  fail(error: unknown): void {
+    if (this.closeReason) return;
+    this.failure = error;
+    this.close('error');
+  }
+
+  private failure: unknown;
+
+  private deliver(event: StoredEvent): boolean {
+    if (event.seq <= this.lastSeq) return false;
+    this.lastSeq = event.seq;
+    if (this.types && !this.types.has(event.event.type)) return false;
+    this.lastId = event.event.id;
+    return this.push(event);
+  }
+
+  private push(delivery: Delivery): boolean {
+    if (this.onEvent) {
+      this.onEvent(delivery);
+      return !this.closeReason;
+    }
+    if (this.waiter) {
+      const resolve = this.waiter;
+      this.waiter = undefined;
+      this.waiterReject = undefined;
+      resolve({ value: delivery.event as SubscriptionEvent<M>, done: false });
+      return true;
+    }
+    if (this.queue.length >= this.maxQueue) {
+      this.close('slow_consumer');
+      return false;
+    }
+    this.queue.push(delivery);
+    return true;
+  }
+
+  private settleWaiter(): void {
+    const resolve = this.waiter;
+    const reject = this.waiterReject;
+    this.waiter = undefined;
+    this.waiterReject = undefined;
+    const error = this.terminalError();
+    if (error) reject?.(error);
+    else resolve?.({ value: undefined, done: true });
+  }
+
+  private terminalError(): Error | undefined {
+    if (this.closeReason === 'slow_consumer') {
+      return new SsecastError(
+        'ERR_SLOW_CONSUMER',
+        `subscriber fell more than ${this.maxQueue} events behind and was cut off; subscribe again with lastEventId ${JSON.stringify(this.lastId ?? null)} to resume`,
+      );
+    }
+    if (this.closeReason === 'error') {
+      return new SsecastError('ERR_BACKEND', 'the subscription could not read its history', { cause: this.failure });
+    }
+    return undefined;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<SubscriptionEvent<M>> {
+    if (this.onEvent) throw new TypeError('this subscription pushes to onEvent; it cannot also be iterated');
+    return {
+      next: () => {
+        const delivery = this.queue.shift();
+        if (delivery) return Promise.resolve({ value: delivery.event as SubscriptionEvent<M>, done: false });
+        if (this.closeReason) {
+          const error = this.terminalError();
+          return error ? Promise.reject(error) : Promise.resolve({ value: undefined, done: true });
+        }
+        return new Promise((resolve, reject) => {
+          this.waiter = resolve;
+          this.waiterReject = reject;
+        });
+      },
+      return: () => {
+        this.close();
+        return Promise.resolve({ value: undefined, done: true });
+      },
+    };
+  }
+}

@@ -1,0 +1,39 @@
+/** An event as the hub stored and delivered it. */
+export interface PublishedEvent<T = unknown, K extends string = string> {
+  /** Opaque, assigned by the hub, strictly increasing per hub across every stream. */
+  id: string;
+  /** Routing key: what subscribers ask for (the example uses the agent id). */
+  stream: string;
+  /** The SSE `event:` field. */
+  type: K;
+  data: T;
+  /** ISO 8601, set at publish. */
+  timestamp: string;
+}
+
+/** Why a resuming subscriber could not get an exact continuation. */
+export type ResyncReason = 'unknown' | 'foreign' | 'expired';
+
+/**
+ * The control event a subscriber gets first when its `lastEventId` cannot be
+ * continued exactly. On the wire: `event: resync`, no id, data
+ * `{"reason":…,"lastEventId":…}`. The fresh-connect replay follows it.
+ */
+export interface ResyncEvent {
+  id: null;
+  stream: null;
+  type: 'resync';
+  data: { reason: ResyncReason; lastEventId: string };
+  timestamp: string;
+}
+
+/** Maps each event type to its payload type, so `publish` is type-checked. */
+export type EventMapBase = Record<string, unknown>;
+
+/** The union of published events an `EventMap` allows. */
+export type EventOf<M extends EventMapBase> = {
+  [K in keyof M & string]: PublishedEvent<M[K], K>;
+}[keyof M & string];
+
+/** What a subscription yields: events, and a resync notice when resume was impossible. */
+export type SubscriptionEvent<M extends EventMapBase = EventMapBase> = EventOf<M> | ResyncEvent;

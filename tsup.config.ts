@@ -1,0 +1,17 @@
+import { defineConfig } from 'tsup';
+
+// One entry per subpath export in package.json; adapters/backends/client are
+// separate entries so importing `ssecast` never pulls in an adapter.
+export default defineConfig({
+  entry: {
+    index: 'src/index.ts',
+    'adapters/node': 'src/adapters/node.ts',
+  },
+  format: ['esm', 'cjs'],
+  dts: true,
+  sourcemap: true,
+  clean: true,
+  target: 'node20',
+  splitting: true,
+  treeshake: true,
+});
