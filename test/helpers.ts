@@ -1,0 +1,120 @@
+import http from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { createParser, type EventSourceMessage } from 'eventsource-parser';
+
+export interface TestServer {
+  url: string;
+  port: number;
+  server: http.Server;
+  /** Destroys every open socket: what a crashed proxy or a dropped network does to clients. */
+  dropConnections(): void;
+  close(): Promise<void>;
+}
+
+/** An http server on 127.0.0.1, port 0, that tracks its sockets so tests can drop them. */
+export async function startServer(handler: http.RequestListener): Promise<TestServer> {
+  const server = http.createServer(handler);
+  const sockets = new Set<Socket>();
+  server.on('connection', (socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    server,
+    dropConnections: () => {
+      for (const socket of sockets) socket.destroy();
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+export interface ParsedEvent {
+  event: string | undefined;
+  id: string | undefined;
+  data: string;
+}
+
+export interface StreamClient {
+  status: number;
+  headers: Headers;
+  events: ParsedEvent[];
+  comments: string[];
+  retries: number[];
+  /** Every byte received, decoded. */
+  raw: string;
+  /** Resolves when the server ends the response. */
+  ended: Promise<void>;
+  waitFor(predicate: (client: StreamClient) => boolean, timeoutMs?: number, what?: string): Promise<void>;
+  close(): void;
+}
+
+/**
+ * Opens a stream with Node's fetch and parses it with eventsource-parser, as
+ * a browser would. Non-200 responses resolve too (with `status`), so tests
+ * can assert on error answers.
+ */
+export async function openStream(url: string, headers: Record<string, string> = {}): Promise<StreamClient & { body: string }> {
+  const controller = new AbortController();
+  const response = await fetch(url, { headers: { accept: 'text/event-stream', ...headers }, signal: controller.signal });
+  const client = {
+    status: response.status,
+    headers: response.headers,
+    events: [] as ParsedEvent[],
+    comments: [] as string[],
+    retries: [] as number[],
+    raw: '',
+    body: '',
+    ended: Promise.resolve(),
+    waitFor: (predicate: (c: StreamClient) => boolean, timeoutMs = 5000, what = 'condition') =>
+      waitUntil(() => predicate(client), timeoutMs, what),
+    close: () => controller.abort(),
+  };
+  if (response.status !== 200) {
+    client.body = await response.text();
+    return client;
+  }
+  const parser = createParser({
+    onEvent: (message: EventSourceMessage) => client.events.push({ event: message.event, id: message.id, data: message.data }),
+    onComment: (comment) => client.comments.push(comment),
+    onRetry: (retry) => client.retries.push(retry),
+  });
+  const decoder = new TextDecoder();
+  client.ended = (async () => {
+    try {
+      for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+        const text = decoder.decode(chunk, { stream: true });
+        client.raw += text;
+        parser.feed(text);
+      }
+    } catch {
+      // Aborted by close() or dropped by the server: both end the stream.
+    }
+  })();
+  return client;
+}
+
+/** Polls until `condition` holds, failing with `what` after the timeout. */
+export async function waitUntil(condition: () => boolean, timeoutMs = 5000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** The `data` of every non-control event, JSON-parsed. */
+export function payloads<T = unknown>(events: ParsedEvent[]): T[] {
+  return events.filter((e) => e.event !== 'resync').map((e) => JSON.parse(e.data) as T);
+}
