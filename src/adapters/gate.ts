@@ -1,5 +1,6 @@
 import { MAX_STREAM_NAME_LENGTH, type EventManager } from '../core/event-manager.js';
 import type { EventMapBase } from '../core/types.js';
+import { nonNegativeInt, positiveInt } from '../core/validate.js';
 import type { ConnectionOptions } from './connection.js';
 
 /** Who is asking, and which streams they may read. */
@@ -201,14 +202,4 @@ function firstForbidden(streams: readonly string[] | '*', allowed: readonly stri
   if (streams === '*') return '*';
   const set = new Set(allowed);
   return streams.find((stream) => !set.has(stream));
-}
-
-function positiveInt(value: number, name: string): number {
-  if (!Number.isSafeInteger(value) || value < 1) throw new TypeError(`${name} must be a positive integer, got ${String(value)}`);
-  return value;
-}
-
-function nonNegativeInt(value: number, name: string): number {
-  if (!Number.isSafeInteger(value) || value < 0) throw new TypeError(`${name} must be a non-negative integer, got ${String(value)}`);
-  return value;
 }

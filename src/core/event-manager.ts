@@ -6,6 +6,7 @@ import { HeartbeatScheduler } from './heartbeat.js';
 import { MAX_EVENT_ID_LENGTH, parseEventId } from './ids.js';
 import { Subscription, type CloseReason, type Delivery, type SubscriptionOwner } from './subscription.js';
 import type { EventMapBase, PublishedEvent, ResyncEvent, ResyncReason } from './types.js';
+import { nonNegativeInt } from './validate.js';
 
 /** Longest stream name accepted. Stream names come from query strings; keep them short. */
 export const MAX_STREAM_NAME_LENGTH = 256;
@@ -285,11 +286,4 @@ function assertStreamName(stream: unknown): asserts stream is string {
       `stream must be a non-empty string of at most ${MAX_STREAM_NAME_LENGTH} characters, got ${typeof stream === 'string' ? `${stream.length} characters` : typeof stream}`,
     );
   }
-}
-
-function nonNegativeInt(value: number, name: string): number {
-  if (!Number.isSafeInteger(value) || value < 0) {
-    throw new TypeError(`${name} must be a non-negative integer, got ${String(value)}`);
-  }
-  return value;
 }

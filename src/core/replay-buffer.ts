@@ -1,4 +1,5 @@
 import type { StoredEvent } from './backend.js';
+import { nonNegativeInt, positiveInt } from './validate.js';
 
 /** Bounds of a {@link ReplayBuffer}. Every one has a default; none is unbounded. */
 export interface ReplayBufferOptions {
@@ -98,7 +99,7 @@ export class ReplayBuffer {
   evictions = 0;
 
   constructor(options: ReplayBufferOptions = {}) {
-    this.maxEventsPerStream = positiveInt(options.maxEventsPerStream ?? 100, 'maxEventsPerStream', true);
+    this.maxEventsPerStream = nonNegativeInt(options.maxEventsPerStream ?? 100, 'maxEventsPerStream');
     this.maxBytesPerStream = positiveInt(options.maxBytesPerStream ?? 256 * 1024, 'maxBytesPerStream');
     this.maxTotalBytes = positiveInt(options.maxTotalBytes ?? 64 * 1024 * 1024, 'maxTotalBytes');
     this.maxStreams = positiveInt(options.maxStreams ?? 10_000, 'maxStreams');
@@ -241,11 +242,4 @@ export class ReplayBuffer {
 
 function bySeq(a: StoredEvent, b: StoredEvent): number {
   return a.seq - b.seq;
-}
-
-function positiveInt(value: number, name: string, allowZero = false): number {
-  if (!Number.isSafeInteger(value) || value < (allowZero ? 0 : 1)) {
-    throw new TypeError(`${name} must be a ${allowZero ? 'non-negative' : 'positive'} integer, got ${String(value)}`);
-  }
-  return value;
 }
