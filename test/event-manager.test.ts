@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, expectTypeOf, it } from 'vitest';
-import { EventManager, SseFormatError, SsecastError, type PublishedEvent, type SubscriptionEvent } from '../src/index.js';
+import { EventManager, MemoryBackend, SseFormatError, SsecastError, type Backend, type PublishedEvent, type SubscriptionEvent } from '../src/index.js';
 
 type Events = {
   sandbox_status: { sandbox_id: string; status: 'creating' | 'running' | 'stopped' | 'error' };
@@ -179,6 +179,33 @@ describe('EventManager', () => {
     expect(() => h.subscribe({ streams: ['a'], replay: -1 })).toThrow(/replay/);
     expect(() => new EventManager({ heartbeatMs: 1.5 })).toThrow(/heartbeatMs/);
     expect(h.stats().connections).toBe(0);
+  });
+
+  it('throws at construction for bad history bounds, not at first use', () => {
+    expect(() => new EventManager({ historySize: -1 })).toThrow(/maxEventsPerStream/);
+    expect(() => new EventManager({ maxStreams: 0 })).toThrow(/maxStreams/);
+    expect(() => new MemoryBackend({ epoch: 'Not.Valid' })).toThrow(/epoch/);
+  });
+
+  it('rejects publish with ERR_BACKEND when the backend fails, and delivers nothing', async () => {
+    const failing: Backend = {
+      open: async () => {},
+      append: async () => {
+        throw new Error('connection refused');
+      },
+      read: async () => ({ events: [] }),
+      stats: () => ({}),
+      close: async () => {},
+    };
+    const h = new EventManager<Events>({ backend: failing });
+    hubs.push(h);
+    const seen: unknown[] = [];
+    h.subscribe({ streams: ['a'], onEvent: (d) => seen.push(d) });
+    const error = await h.publish('a', 'command_output', { output: 'x', stream: 'stdout' }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(SsecastError);
+    expect(error).toMatchObject({ code: 'ERR_BACKEND', message: expect.stringContaining('connection refused') });
+    expect(seen).toEqual([]);
+    expect(h.stats().published).toBe(0);
   });
 
   it('ends iterators, refuses new work and stops timers on close', async () => {

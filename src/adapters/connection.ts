@@ -93,8 +93,13 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
   }
 
   /** Writes `retry:`, subscribes and registers for heartbeats. */
-  start(): Subscription<M> {
+  start(): Subscription<M> | undefined {
     this.writeNow(formatEvent({ retry: this.options.retryMs }));
+    if (this.hub.closed) {
+      // Closed between admission and here: end cleanly, the client retries elsewhere.
+      this.finish('hub_closed');
+      return undefined;
+    }
     this.subscription = this.hub.subscribe({
       streams: this.options.streams,
       types: this.options.types as (keyof M & string)[] | undefined,

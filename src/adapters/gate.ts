@@ -118,7 +118,8 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
     if (view.method !== 'GET') return reject(405, `${view.method} is not allowed; open the stream with GET`, { allow: 'GET' });
     if (this.hub.closed) return reject(503, 'the event hub is shutting down');
 
-    const lastEventId = view.header('last-event-id') ?? view.url.searchParams.get('lastEventId') ?? undefined;
+    // An empty header is what a polyfill sends before it has an id: fall back to the query.
+    const lastEventId = view.header('last-event-id') || view.url.searchParams.get('lastEventId') || undefined;
     if (lastEventId !== undefined && lastEventId.length > MAX_LAST_EVENT_ID_HEADER) {
       return reject(400, `Last-Event-ID is longer than ${MAX_LAST_EVENT_ID_HEADER} characters`);
     }

@@ -59,8 +59,8 @@ async function serve<Req extends NodeRequest, M extends EventMapBase>(
     'cache-control': 'no-cache, no-transform',
     'x-accel-buffering': 'no',
   };
-  // Connection-specific headers are forbidden in HTTP/2.
-  if (!http2) headers.connection = 'keep-alive';
+  // Only HTTP/1.1 has keep-alive by this header; HTTP/2 forbids connection-specific headers.
+  if (req.httpVersion === '1.1') headers.connection = 'keep-alive';
   (res as ServerResponse).writeHead(200, headers);
   // http2's compat writeHead sends at once; http1 holds headers until the first write.
   if (!http2) (res as ServerResponse).flushHeaders();

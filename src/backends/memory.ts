@@ -1,6 +1,6 @@
 import { utf8Length } from '../core/encoder.js';
 import { frameFor, type Backend, type BackendContext, type EventDraft, type ReadQuery, type ReadResult, type StoredEvent } from '../core/backend.js';
-import { formatEventId, newEpoch } from '../core/ids.js';
+import { formatEventId, isValidEpoch, newEpoch } from '../core/ids.js';
 import { EXPIRED, ReplayBuffer, type ReplayBufferOptions } from '../core/replay-buffer.js';
 
 export interface MemoryBackendOptions extends Omit<ReplayBufferOptions, 'isPinned'> {
@@ -15,19 +15,19 @@ export interface MemoryBackendOptions extends Omit<ReplayBufferOptions, 'isPinne
 export class MemoryBackend implements Backend {
   readonly epoch: string;
   private seq = 0;
-  private buffer: ReplayBuffer | undefined;
+  private readonly buffer: ReplayBuffer;
   private context: BackendContext | undefined;
   private sweepTimer: ReturnType<typeof setInterval> | undefined;
-  private readonly options: MemoryBackendOptions;
 
   constructor(options: MemoryBackendOptions = {}) {
-    this.options = options;
     this.epoch = options.epoch ?? newEpoch();
+    if (!isValidEpoch(this.epoch)) throw new TypeError(`epoch must be 1 to 24 characters of [0-9a-z], got ${JSON.stringify(this.epoch)}`);
+    // Built now so that bad bounds throw at construction, not at first use.
+    this.buffer = new ReplayBuffer({ ...options, isPinned: (stream) => this.context?.hasSubscribers(stream) ?? false });
   }
 
   async open(context: BackendContext): Promise<void> {
     this.context = context;
-    this.buffer = new ReplayBuffer({ ...this.options, isPinned: (stream) => context.hasSubscribers(stream) });
   }
 
   async append(draft: EventDraft): Promise<StoredEvent> {
@@ -65,21 +65,21 @@ export class MemoryBackend implements Backend {
 
   stats(): Record<string, number> {
     return {
-      retainedStreams: this.buffer?.streamCount ?? 0,
-      retainedEvents: this.buffer?.eventCount ?? 0,
-      retainedBytes: this.buffer?.bytes ?? 0,
-      evictedStreams: this.buffer?.evictions ?? 0,
+      retainedStreams: this.buffer.streamCount,
+      retainedEvents: this.buffer.eventCount,
+      retainedBytes: this.buffer.bytes,
+      evictedStreams: this.buffer.evictions,
     };
   }
 
   async close(): Promise<void> {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.sweepTimer = undefined;
-    this.buffer?.clear();
+    this.buffer.clear();
   }
 
   private requireOpen(): ReplayBuffer {
-    if (!this.buffer) throw new Error('MemoryBackend used before EventManager opened it');
+    if (!this.context) throw new Error('MemoryBackend used before EventManager opened it');
     return this.buffer;
   }
 
@@ -87,7 +87,7 @@ export class MemoryBackend implements Backend {
   // timer may run (or hold the process open) while there is nothing to expire.
   private ensureSweeper(): void {
     if (this.sweepTimer) return;
-    const buffer = this.buffer as ReplayBuffer;
+    const buffer = this.buffer;
     const period = Math.min(buffer.idleTtlMs, 60_000);
     this.sweepTimer = setInterval(() => {
       buffer.sweep();

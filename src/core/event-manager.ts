@@ -148,7 +148,13 @@ export class EventManager<M extends EventMapBase = EventMapBase> implements Subs
     const body = `event: ${type}\n${dataLines(serializeData(data))}`;
     await this.opened;
     if (this.isClosed) throw new SsecastError('ERR_HUB_CLOSED', 'publish() on a closed EventManager');
-    const stored = await this.backend.append({ stream, type, data, timestamp: new Date().toISOString(), body });
+    let stored: StoredEvent;
+    try {
+      stored = await this.backend.append({ stream, type, data, timestamp: new Date().toISOString(), body });
+    } catch (error) {
+      if (error instanceof SsecastError) throw error;
+      throw new SsecastError('ERR_BACKEND', `the backend could not store the ${type} event on ${JSON.stringify(stream)}: ${(error as Error)?.message ?? String(error)}`, { cause: error });
+    }
     this.counters.published++;
     return stored.event as PublishedEvent<M[K], K>;
   }

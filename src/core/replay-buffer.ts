@@ -134,6 +134,9 @@ export class ReplayBuffer {
       this.streams.delete(stream);
     } else {
       history = new StreamHistory(now);
+      // This stream may have been dropped whole before; what it held is gone,
+      // so a resume from before the last drop must resync, not skip silently.
+      history.droppedThrough = this.evictedThrough;
     }
     history.touchedAt = now;
     this.streams.set(stream, history);
