@@ -1,0 +1,37 @@
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { openStream, waitUntil } from './helpers.js';
+
+const server = fileURLToPath(new URL('../examples/quickstart/server.mjs', import.meta.url));
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()?.();
+});
+
+describe('the quick start (npm run example)', () => {
+  it('streams what is published to a curl-style client, and answers bad input with 400', async () => {
+    const child = spawn(process.execPath, [server], { env: { ...process.env, PORT: '0' }, stdio: ['ignore', 'pipe', 'inherit'] });
+    cleanups.push(() => child.kill());
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    await waitUntil(() => /on http:\/\/127\.0\.0\.1:\d+/.test(out), 10_000, 'the example to listen');
+    const base = (/on (http:\/\/127\.0\.0\.1:\d+)/.exec(out) as RegExpExecArray)[1] as string;
+
+    const stream = await openStream(`${base}/events?stream=demo`);
+    cleanups.push(() => stream.close());
+    await stream.waitFor((c) => c.raw === 'retry: 3000\n\n');
+    const published = await fetch(`${base}/publish?stream=demo`, { method: 'POST', body: '{"hello":"world"}' });
+    expect(published.status).toBe(202);
+    const { id } = (await published.json()) as { id: string };
+    await stream.waitFor((c) => c.events.length === 1);
+    expect(stream.raw).toBe(`retry: 3000\n\nid: ${id}\nevent: message\ndata: {"hello":"world"}\n\n`);
+
+    const badJson = await fetch(`${base}/publish?stream=demo`, { method: 'POST', body: '{oops' });
+    expect(badJson.status).toBe(400);
+    const noStream = await fetch(`${base}/publish`, { method: 'POST', body: '{}' });
+    expect(noStream.status).toBe(400);
+    expect(((await noStream.json()) as { message: string }).message).toMatch(/stream must be/);
+    expect(stream.events).toHaveLength(1);
+  });
+});
