@@ -56,6 +56,7 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
   private waiter: ((result: IteratorResult<SubscriptionEvent<M>>) => void) | undefined;
   private waiterReject: ((error: unknown) => void) | undefined;
   private closeReason: CloseReason | undefined;
+  private failure: unknown;
   private resolveReady!: () => void;
   private resolveClosed!: (reason: CloseReason) => void;
 
@@ -126,8 +127,6 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
     this.failure = error;
     this.close('error');
   }
-
-  private failure: unknown;
 
   private deliver(event: StoredEvent): boolean {
     if (event.seq <= this.lastSeq) return false;
