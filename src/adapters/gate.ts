@@ -1,4 +1,4 @@
-import { MAX_STREAM_NAME_LENGTH, type EventManager } from '../core/event-manager.js';
+import { isValidStreamName, MAX_STREAM_NAME_LENGTH, type EventManager } from '../core/event-manager.js';
 import type { EventMapBase } from '../core/types.js';
 import { nonNegativeInt, positiveInt } from '../core/validate.js';
 import type { ConnectionOptions } from './connection.js';
@@ -77,7 +77,7 @@ const STATUS_ERROR = {
   503: 'unavailable',
 } as const;
 
-function reject(status: Rejection['status'], message: string, headers?: Record<string, string>): Rejection {
+export function reject(status: Rejection['status'], message: string, headers?: Record<string, string>): Rejection {
   return { ok: false, status, body: { error: STATUS_ERROR[status], message }, ...(headers ? { headers } : {}) };
 }
 
@@ -189,11 +189,7 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
     const unique = [...new Set(requested)];
     if (unique.length === 0) return reject(400, 'no stream requested; add ?stream=<name>');
     if (unique.length > this.maxStreams) return reject(400, `at most ${this.maxStreams} streams per connection, got ${unique.length}`);
-    for (const stream of unique) {
-      if (typeof stream !== 'string' || stream.length === 0 || stream.length > MAX_STREAM_NAME_LENGTH) {
-        return reject(400, `stream names must be 1 to ${MAX_STREAM_NAME_LENGTH} characters`);
-      }
-    }
+    if (!unique.every(isValidStreamName)) return reject(400, `stream names must be 1 to ${MAX_STREAM_NAME_LENGTH} characters`);
     return unique as string[];
   }
 }

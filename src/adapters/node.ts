@@ -3,7 +3,7 @@ import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { EventManager } from '../core/event-manager.js';
 import type { EventMapBase } from '../core/types.js';
 import { SseConnection, type SseTransport } from './connection.js';
-import { SseGate, type Rejection, type SseHandlerOptions } from './gate.js';
+import { reject, SseGate, type Rejection, type SseHandlerOptions } from './gate.js';
 
 export type { Principal, SseHandlerOptions } from './gate.js';
 
@@ -28,7 +28,7 @@ export function createSseHandler<M extends EventMapBase = EventMapBase, Req exte
   return (req, res) => {
     serve(gate, hub, req, res).catch((error: unknown) => {
       gate.report(error, req);
-      if (!res.headersSent) sendJson(res, { ok: false, status: 500, body: { error: 'internal_error', message: 'the stream could not be opened' } });
+      if (!res.headersSent) sendJson(res, reject(500, 'the stream could not be opened'));
       else res.destroy();
     });
   };

@@ -1,7 +1,7 @@
 import { utf8Length } from '../core/encoder.js';
 import { frameFor, type Backend, type BackendContext, type EventDraft, type ReadQuery, type ReadResult, type StoredEvent } from '../core/backend.js';
 import { formatEventId, isValidEpoch, newEpoch } from '../core/ids.js';
-import { EXPIRED, ReplayBuffer, type ReplayBufferOptions } from '../core/replay-buffer.js';
+import { bySeq, EXPIRED, ReplayBuffer, type ReplayBufferOptions } from '../core/replay-buffer.js';
 
 export interface MemoryBackendOptions extends Omit<ReplayBufferOptions, 'isPinned'> {
   /** Fixed epoch, for tests. @defaultValue a new one per backend */
@@ -102,20 +102,22 @@ export class MemoryBackend implements Backend {
 
 function readAfter(buffer: ReplayBuffer, streams: readonly string[] | '*', seq: number): StoredEvent[] | typeof EXPIRED {
   if (streams === '*') return buffer.afterAll(seq);
-  if (streams.length === 1) return buffer.after(streams[0] as string, seq);
-  const out: StoredEvent[] = [];
+  const perStream: StoredEvent[][] = [];
   for (const stream of streams) {
     const events = buffer.after(stream, seq);
     if (events === EXPIRED) return EXPIRED;
-    for (const event of events) out.push(event);
+    perStream.push(events);
   }
-  return out.sort((a, b) => a.seq - b.seq);
+  return mergeBySeq(perStream);
 }
 
 function readRecent(buffer: ReplayBuffer, streams: readonly string[] | '*', count: number): StoredEvent[] {
   if (streams === '*') return buffer.recentAll(count);
-  if (streams.length === 1) return buffer.recent(streams[0] as string, count);
-  const out: StoredEvent[] = [];
-  for (const stream of streams) for (const event of buffer.recent(stream, count)) out.push(event);
-  return out.sort((a, b) => a.seq - b.seq);
+  return mergeBySeq(streams.map((stream) => buffer.recent(stream, count)));
+}
+
+/** One stream's events are already in order; several are merged into the hub's global order. */
+function mergeBySeq(perStream: StoredEvent[][]): StoredEvent[] {
+  if (perStream.length === 1) return perStream[0] as StoredEvent[];
+  return perStream.flat().sort(bySeq);
 }

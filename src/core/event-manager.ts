@@ -286,8 +286,13 @@ function normaliseStreams(streams: readonly string[] | '*'): ReadonlySet<string>
   return new Set(streams);
 }
 
+/** The one rule for stream names, shared by `publish`, `subscribe` and the adapters' 400. */
+export function isValidStreamName(stream: unknown): stream is string {
+  return typeof stream === 'string' && stream.length > 0 && stream.length <= MAX_STREAM_NAME_LENGTH;
+}
+
 function assertStreamName(stream: unknown): asserts stream is string {
-  if (typeof stream !== 'string' || stream.length === 0 || stream.length > MAX_STREAM_NAME_LENGTH) {
+  if (!isValidStreamName(stream)) {
     throw new TypeError(
       `stream must be a non-empty string of at most ${MAX_STREAM_NAME_LENGTH} characters, got ${typeof stream === 'string' ? `${stream.length} characters` : typeof stream}`,
     );

@@ -243,6 +243,6 @@ export class ReplayBuffer {
   }
 }
 
-function bySeq(a: StoredEvent, b: StoredEvent): number {
+export function bySeq(a: StoredEvent, b: StoredEvent): number {
   return a.seq - b.seq;
 }
