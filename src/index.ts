@@ -8,4 +8,4 @@ export { SsecastError, type SsecastErrorCode } from './core/errors.js';
 export type { Backend, BackendContext, EventDraft, ReadQuery, ReadResult, StoredEvent } from './core/backend.js';
 export { frameFor } from './core/backend.js';
 export { MemoryBackend, type MemoryBackendOptions } from './backends/memory.js';
-export type { EventMapBase, EventOf, PublishedEvent, ResyncEvent, ResyncReason, SubscriptionEvent } from './core/types.js';
+export type { EventMapBase, EventOf, PublishedEvent, ResyncData, ResyncEvent, ResyncReason, SubscriptionEvent } from './core/types.js';

@@ -24,6 +24,8 @@ export interface ConnectionOptions {
   streams: readonly string[] | '*';
   types?: readonly string[] | undefined;
   lastEventId?: string | undefined;
+  /** Replay from this ISO time instead of the most recent events. */
+  since?: string | undefined;
   replay?: number | undefined;
   /** `retry:` sent first. */
   retryMs: number;
@@ -104,6 +106,7 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
       streams: this.options.streams,
       types: this.options.types as (keyof M & string)[] | undefined,
       lastEventId: this.options.lastEventId,
+      since: this.options.since,
       replay: this.options.replay,
       onEvent: (delivery) => this.enqueue(delivery),
       onClose: (reason) => this.finish(reason),

@@ -1,7 +1,12 @@
-import { isValidStreamName, MAX_STREAM_NAME_LENGTH, type EventManager } from '../core/event-manager.js';
+import type { EventManager } from '../core/event-manager.js';
 import type { EventMapBase } from '../core/types.js';
 import { nonNegativeInt, positiveInt } from '../core/validate.js';
 import type { ConnectionOptions } from './connection.js';
+import type { CompressOption } from './compression.js';
+import { reject, type Rejection } from './reject.js';
+import { checkStreams, isRejection, parseRequestOptions } from './request-options.js';
+
+export { reject, type Rejection } from './reject.js';
 
 /** Who is asking, and which streams they may read. */
 export interface Principal {
@@ -35,6 +40,14 @@ export interface SseHandlerOptions<Req> {
   /** Events replayed per stream on a fresh connection. @defaultValue the hub's `replay` (10) */
   replay?: number;
   /**
+   * Gzip the stream when the client's `Accept-Encoding` allows it, flushing
+   * after every write so that no event waits in the compressor. Worth it for
+   * verbose payloads (command output, JSON with repeated keys); it costs about
+   * 1 KiB of zlib state... per connection, so leave it off for many small events.
+   * @defaultValue false
+   */
+  compress?: CompressOption;
+  /**
    * Reports an exception thrown by a hook (`streams`, `authorize`); the
    * request gets a 500 with a generic message, never the exception's text.
    * @defaultValue logs with `console.error`
@@ -49,36 +62,12 @@ export interface RequestView {
   header(name: string): string | undefined;
 }
 
-export interface Rejection {
-  ok: false;
-  status: 400 | 401 | 403 | 405 | 429 | 500 | 503;
-  body: { error: string; message: string };
-  headers?: Record<string, string>;
-}
-
 export interface Admission {
   ok: true;
   connection: ConnectionOptions;
   principal: Principal | undefined;
   /** Gives back the principal's connection slot; call exactly once, when the connection ends. */
   release(): void;
-}
-
-/** A Last-Event-ID longer than this is not an id that anyone issued: 400. */
-export const MAX_LAST_EVENT_ID_HEADER = 1024;
-
-const STATUS_ERROR = {
-  400: 'bad_request',
-  401: 'unauthorized',
-  403: 'forbidden',
-  405: 'method_not_allowed',
-  429: 'too_many_connections',
-  500: 'internal_error',
-  503: 'unavailable',
-} as const;
-
-export function reject(status: Rejection['status'], message: string, headers?: Record<string, string>): Rejection {
-  return { ok: false, status, body: { error: STATUS_ERROR[status], message }, ...(headers ? { headers } : {}) };
 }
 
 /**
@@ -118,11 +107,8 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
     if (view.method !== 'GET') return reject(405, `${view.method} is not allowed; open the stream with GET`, { allow: 'GET' });
     if (this.hub.closed) return reject(503, 'the event hub is shutting down');
 
-    // An empty header is what a polyfill sends before it has an id: fall back to the query.
-    const lastEventId = view.header('last-event-id') || view.url.searchParams.get('lastEventId') || undefined;
-    if (lastEventId !== undefined && lastEventId.length > MAX_LAST_EVENT_ID_HEADER) {
-      return reject(400, `Last-Event-ID is longer than ${MAX_LAST_EVENT_ID_HEADER} characters`);
-    }
+    const requestOptions = parseRequestOptions(view.url, view.header);
+    if (isRejection(requestOptions)) return requestOptions;
 
     let requested: readonly string[] | '*';
     let principal: Principal | null | undefined;
@@ -137,8 +123,8 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
       return reject(500, 'the stream could not be opened');
     }
 
-    const streams = this.checkStreams(requested);
-    if (!Array.isArray(streams) && streams !== '*') return streams as Rejection;
+    const streams = checkStreams(requested, this.maxStreams);
+    if (isRejection(streams)) return streams;
 
     if (principal) {
       const forbidden = firstForbidden(streams, principal.streams);
@@ -157,7 +143,9 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
       principal: principal ?? undefined,
       connection: {
         streams,
-        lastEventId,
+        lastEventId: requestOptions.lastEventId,
+        types: requestOptions.types,
+        since: requestOptions.since,
         replay: this.options.replay,
         retryMs: this.retryMs,
         heartbeatMs: this.heartbeatMs,
@@ -181,16 +169,6 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
     } catch (secondary) {
       console.error('[ssecast] onError threw while reporting:', secondary, 'original:', error);
     }
-  }
-
-  private checkStreams(requested: unknown): readonly string[] | '*' | Rejection {
-    if (requested === '*') return '*';
-    if (!Array.isArray(requested)) return reject(400, "streams must be a list of stream names or '*'");
-    const unique = [...new Set(requested)];
-    if (unique.length === 0) return reject(400, 'no stream requested; add ?stream=<name>');
-    if (unique.length > this.maxStreams) return reject(400, `at most ${this.maxStreams} streams per connection, got ${unique.length}`);
-    if (!unique.every(isValidStreamName)) return reject(400, `stream names must be 1 to ${MAX_STREAM_NAME_LENGTH} characters`);
-    return unique as string[];
   }
 }
 

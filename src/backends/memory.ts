@@ -49,8 +49,12 @@ export class MemoryBackend implements Backend {
 
   async read(query: ReadQuery): Promise<ReadResult> {
     const buffer = this.requireOpen();
-    const { after, streams, recent } = query;
+    const { after, streams, recent, since } = query;
     if (streams !== '*') buffer.touch(streams);
+    if (!after && since !== undefined) {
+      const found = readSince(buffer, streams, since);
+      return found.complete ? { events: found.events } : { events: found.events, resync: 'expired' };
+    }
     if (after) {
       const resync =
         after.epoch !== this.epoch ? 'foreign' : after.seq > this.seq ? 'unknown' : undefined;
@@ -109,6 +113,12 @@ function readAfter(buffer: ReplayBuffer, streams: readonly string[] | '*', seq: 
     perStream.push(events);
   }
   return mergeBySeq(perStream);
+}
+
+function readSince(buffer: ReplayBuffer, streams: readonly string[] | '*', iso: string): { events: StoredEvent[]; complete: boolean } {
+  if (streams === '*') return buffer.sinceAll(iso);
+  const found = streams.map((stream) => buffer.since(stream, iso));
+  return { events: mergeBySeq(found.map((f) => f.events)), complete: found.every((f) => f.complete) };
 }
 
 function readRecent(buffer: ReplayBuffer, streams: readonly string[] | '*', count: number): StoredEvent[] {

@@ -30,12 +30,21 @@ export interface ReadQuery {
   after: EventCursor | null;
   /** For a fresh subscriber (or after a resync): how many recent events per stream. */
   recent: number;
+  /**
+   * Instead of `recent`, when `after` is null: every retained event published
+   * at or after this ISO 8601 time. `resync: 'expired'` when some were lost.
+   */
+  since?: string | undefined;
 }
 
 export interface ReadResult {
   /** In sequence order. */
   events: StoredEvent[];
-  /** Set when `after` could not be continued; `events` is then the fresh replay. */
+  /**
+   * Set when `after` could not be continued (`events` is then the fresh
+   * replay), or when events published since `since` were lost (`events` is
+   * then what is left of them).
+   */
   resync?: ResyncReason;
 }
 

@@ -5,7 +5,7 @@ import { SsecastError } from './errors.js';
 import { HeartbeatScheduler } from './heartbeat.js';
 import { MAX_EVENT_ID_LENGTH, parseEventId } from './ids.js';
 import { Subscription, type CloseReason, type Delivery, type SubscriptionOwner } from './subscription.js';
-import type { EventMapBase, PublishedEvent, ResyncEvent, ResyncReason } from './types.js';
+import type { EventMapBase, PublishedEvent, ResyncData, ResyncEvent, ResyncReason } from './types.js';
 import { nonNegativeInt } from './validate.js';
 
 /** Longest stream name accepted. Stream names come from query strings; keep them short. */
@@ -42,6 +42,14 @@ export interface SubscribeOptions<M extends EventMapBase = EventMapBase> {
   lastEventId?: string | undefined;
   /** Recent events per stream for a fresh subscriber. @defaultValue the hub's `replay` */
   replay?: number | undefined;
+  /**
+   * Instead of the `replay` most recent: every retained event of these streams
+   * published at or after this time (a `Date`, epoch milliseconds or an ISO
+   * 8601 string). Ignored when `lastEventId` is set: a reconnecting client
+   * continues from its id. If history has lost events from that time, a
+   * `resync` (reason `expired`) comes first.
+   */
+  since?: Date | number | string | undefined;
   /** Only these event types. @defaultValue every type */
   types?: readonly (keyof M & string)[] | undefined;
   /** @defaultValue the hub's `maxQueue` */
@@ -172,6 +180,7 @@ export class EventManager<M extends EventMapBase = EventMapBase> implements Subs
     if (this.isClosed) throw new SsecastError('ERR_HUB_CLOSED', 'subscribe() on a closed EventManager');
     const streams = normaliseStreams(options.streams);
     const replay = nonNegativeInt(options.replay ?? this.options.replay, 'replay');
+    const since = options.since === undefined ? undefined : toIsoTime(options.since);
     const subscription = new Subscription<M>(this, {
       streams,
       types: options.types ? new Set(options.types) : null,
@@ -188,7 +197,7 @@ export class EventManager<M extends EventMapBase = EventMapBase> implements Subs
         if (!set) this.byStream.set(stream, (set = new Set()));
         set.add(subscription);
       }
-    void this.loadHistory(subscription, options.lastEventId, replay);
+    void this.loadHistory(subscription, options.lastEventId, replay, since);
     return subscription;
   }
 
@@ -248,16 +257,21 @@ export class EventManager<M extends EventMapBase = EventMapBase> implements Subs
     this.counters.delivered += delivered;
   }
 
-  private async loadHistory(subscription: Subscription<M>, lastEventId: string | undefined, replay: number): Promise<void> {
+  private async loadHistory(subscription: Subscription<M>, lastEventId: string | undefined, replay: number, since: string | undefined): Promise<void> {
     try {
       await this.opened;
-      const cursor = lastEventId === undefined || lastEventId === '' ? null : parseEventId(lastEventId);
-      let resync: ResyncReason | undefined = lastEventId && !cursor ? 'unknown' : undefined;
+      const resuming = lastEventId !== undefined && lastEventId !== '';
+      const cursor = resuming ? parseEventId(lastEventId) : null;
+      let resync: ResyncReason | undefined = resuming && !cursor ? 'unknown' : undefined;
       const streams = subscription.streams === '*' ? '*' : [...subscription.streams];
-      const result = await this.backend.read({ streams, after: cursor, recent: replay });
+      const result = await this.backend.read({ streams, after: cursor, recent: replay, since: resuming ? undefined : since });
       resync ??= result.resync;
       if (resync) this.counters.resyncs++;
-      const notice = resync ? resyncDelivery(resync, lastEventId as string) : undefined;
+      const notice = !resync
+        ? undefined
+        : resuming
+          ? resyncDelivery({ reason: resync, lastEventId: echoId(lastEventId) })
+          : resyncDelivery({ reason: 'expired', since: since as string });
       this.counters.delivered += subscription.goLive(result.events, notice, resync || !cursor ? 0 : cursor.seq);
     } catch (error) {
       subscription.fail(error);
@@ -265,10 +279,25 @@ export class EventManager<M extends EventMapBase = EventMapBase> implements Subs
   }
 }
 
-function resyncDelivery(reason: ResyncReason, lastEventId: string): Delivery<ResyncEvent> {
-  // Echo at most what an id can be; the rest of a hostile header stays out of the stream.
-  const echoed = lastEventId.length > MAX_EVENT_ID_LENGTH ? lastEventId.slice(0, MAX_EVENT_ID_LENGTH) : lastEventId;
-  const data = { reason, lastEventId: echoed };
+// Echo at most what an id can be; the rest of a hostile header stays out of the stream.
+function echoId(lastEventId: string): string {
+  return lastEventId.length > MAX_EVENT_ID_LENGTH ? lastEventId.slice(0, MAX_EVENT_ID_LENGTH) : lastEventId;
+}
+
+/** Normalises a `since` option to the ISO form timestamps are stored in, so they compare as text. */
+export function toIsoTime(since: Date | number | string): string {
+  const time = since instanceof Date ? since.getTime() : typeof since === 'number' ? since : Date.parse(since);
+  if (typeof since === 'string' && !ISO_TIME.test(since)) {
+    throw new TypeError(`since must be an ISO 8601 time such as 2026-01-31T12:00:00Z, got ${JSON.stringify(since.slice(0, 64))}`);
+  }
+  if (!Number.isFinite(time) || Math.abs(time) > 8.64e15) throw new TypeError(`since is not a valid time: ${String(since).slice(0, 64)}`);
+  return new Date(time).toISOString();
+}
+
+// A date, optionally with a time and a zone: what Date.parse reads the same on every runtime.
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2}))?$/;
+
+function resyncDelivery(data: ResyncData): Delivery<ResyncEvent> {
   const frame = formatEvent({ event: 'resync', data });
   return {
     event: { id: null, stream: null, type: 'resync', data, timestamp: new Date().toISOString() },

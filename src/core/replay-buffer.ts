@@ -28,7 +28,10 @@ class StreamHistory {
   bytes = 0;
   /** Highest seq this stream has lost to trimming; a resume from before it has a gap. */
   droppedThrough = 0;
+  /** Timestamp of the newest event this stream has lost ('' when none): a replay from a later time is complete. */
+  droppedAt = '';
   lastSeq = 0;
+  lastAt = '';
   touchedAt: number;
 
   constructor(now: number) {
@@ -43,6 +46,7 @@ class StreamHistory {
     this.events.push(event);
     this.bytes += event.bytes;
     this.lastSeq = event.seq;
+    if (event.event.timestamp > this.lastAt) this.lastAt = event.event.timestamp;
   }
 
   shift(): StoredEvent | undefined {
@@ -52,6 +56,7 @@ class StreamHistory {
     this.head++;
     this.bytes -= event.bytes;
     this.droppedThrough = event.seq;
+    if (event.event.timestamp > this.droppedAt) this.droppedAt = event.event.timestamp;
     // Compact once the dead prefix outweighs the live part: amortised O(1).
     if (this.head > 32 && this.head * 2 > this.events.length) {
       this.events = this.events.slice(this.head);
@@ -66,6 +71,17 @@ class StreamHistory {
     for (let i = this.events.length - 1; i >= this.head; i--) {
       const event = this.events[i] as StoredEvent;
       if (event.seq <= after) break;
+      out.push(event);
+    }
+    return out.reverse();
+  }
+
+  /** Events published at or after `iso` (timestamps are ISO strings, so they compare as text), oldest first. */
+  since(iso: string): StoredEvent[] {
+    const out: StoredEvent[] = [];
+    for (let i = this.events.length - 1; i >= this.head; i--) {
+      const event = this.events[i] as StoredEvent;
+      if (event.event.timestamp < iso) break;
       out.push(event);
     }
     return out.reverse();
@@ -96,6 +112,8 @@ export class ReplayBuffer {
   private totalBytes = 0;
   /** Highest seq held by any stream dropped whole (evicted or expired). */
   private evictedThrough = 0;
+  /** Newest timestamp held by any stream dropped whole. */
+  private evictedAt = '';
   evictions = 0;
 
   constructor(options: ReplayBufferOptions = {}) {
@@ -125,6 +143,7 @@ export class ReplayBuffer {
   append(event: StoredEvent): void {
     if (this.maxEventsPerStream === 0) {
       this.evictedThrough = event.seq;
+      if (event.event.timestamp > this.evictedAt) this.evictedAt = event.event.timestamp;
       return;
     }
     const now = this.now();
@@ -137,6 +156,7 @@ export class ReplayBuffer {
       // This stream may have been dropped whole before; what it held is gone,
       // so a resume from before the last drop must resync, not skip silently.
       history.droppedThrough = this.evictedThrough;
+      history.droppedAt = this.evictedAt;
     }
     history.touchedAt = now;
     this.streams.set(stream, history);
@@ -172,6 +192,27 @@ export class ReplayBuffer {
       for (const event of history.after(seq)) out.push(event);
     }
     return out.sort(bySeq);
+  }
+
+  /**
+   * Events of `stream` published at or after the ISO time `iso`, and whether
+   * that is all of them: false when the stream has lost an event that recent.
+   */
+  since(stream: string, iso: string): { events: StoredEvent[]; complete: boolean } {
+    const history = this.streams.get(stream);
+    if (!history) return { events: [], complete: this.evictedAt < iso };
+    return { events: history.since(iso), complete: history.droppedAt < iso };
+  }
+
+  /** {@link since} across every stream, in sequence order. */
+  sinceAll(iso: string): { events: StoredEvent[]; complete: boolean } {
+    let complete = this.evictedAt < iso;
+    const out: StoredEvent[] = [];
+    for (const history of this.streams.values()) {
+      if (history.droppedAt >= iso) complete = false;
+      for (const event of history.since(iso)) out.push(event);
+    }
+    return { events: out.sort(bySeq), complete };
   }
 
   recent(stream: string, count: number): StoredEvent[] {
@@ -239,6 +280,7 @@ export class ReplayBuffer {
     this.streams.delete(stream);
     this.totalBytes -= history.bytes;
     if (history.lastSeq > this.evictedThrough) this.evictedThrough = history.lastSeq;
+    if (history.lastAt > this.evictedAt) this.evictedAt = history.lastAt;
     this.evictions++;
   }
 }

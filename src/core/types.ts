@@ -15,15 +15,23 @@ export interface PublishedEvent<T = unknown, K extends string = string> {
 export type ResyncReason = 'unknown' | 'foreign' | 'expired';
 
 /**
+ * What a resync says: the id that could not be continued, or (for a
+ * subscriber that asked for everything `since` a time) that time.
+ */
+export type ResyncData = { reason: ResyncReason; lastEventId: string } | { reason: 'expired'; since: string };
+
+/**
  * The control event a subscriber gets first when its `lastEventId` cannot be
  * continued exactly. On the wire: `event: resync`, no id, data
  * `{"reason":…,"lastEventId":…}`. The fresh-connect replay follows it.
+ * A `since` subscription whose history has lost events from that time gets
+ * `{"reason":"expired","since":…}`, then what is left of them.
  */
 export interface ResyncEvent {
   id: null;
   stream: null;
   type: 'resync';
-  data: { reason: ResyncReason; lastEventId: string };
+  data: ResyncData;
   timestamp: string;
 }
 
