@@ -6,6 +6,9 @@ export default defineConfig({
   entry: {
     index: 'src/index.ts',
     'adapters/node': 'src/adapters/node.ts',
+    'adapters/express': 'src/adapters/express.ts',
+    'adapters/fastify': 'src/adapters/fastify.ts',
+    'adapters/fetch': 'src/adapters/fetch.ts',
   },
   format: ['esm', 'cjs'],
   dts: true,

@@ -13,7 +13,15 @@ export interface TestServer {
 
 /** An http server on 127.0.0.1, port 0, that tracks its sockets so tests can drop them. */
 export async function startServer(handler: http.RequestListener): Promise<TestServer> {
-  const server = http.createServer(handler);
+  return listen(http.createServer(handler));
+}
+
+/**
+ * Listens on 127.0.0.1, port 0, and tracks the server's sockets so tests can
+ * drop them. `shutdown` runs before the sockets are destroyed (a framework's
+ * own close, such as Fastify's).
+ */
+export async function listen(server: http.Server, shutdown?: () => Promise<void>): Promise<TestServer> {
   const sockets = new Set<Socket>();
   server.on('connection', (socket) => {
     sockets.add(socket);
@@ -28,11 +36,14 @@ export async function startServer(handler: http.RequestListener): Promise<TestSe
     dropConnections: () => {
       for (const socket of sockets) socket.destroy();
     },
-    close: () =>
-      new Promise<void>((resolve) => {
+    close: async () => {
+      if (shutdown) await shutdown();
+      await new Promise<void>((resolve) => {
         for (const socket of sockets) socket.destroy();
+        if (!server.listening) return resolve();
         server.close(() => resolve());
-      }),
+      });
+    },
   };
 }
 

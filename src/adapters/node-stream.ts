@@ -2,11 +2,13 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import * as zlib from 'node:zlib';
 import type { EventManager } from '../core/event-manager.js';
+import type { CloseReason } from '../core/subscription.js';
 import type { EventMapBase } from '../core/types.js';
-import { acceptsGzip, gzipTransport, type CompressOptions } from './compression.js';
+import { acceptsGzip, gzipSettings, gzipTransport, type CompressOptions } from './compression.js';
 import { SseConnection, type SseTransport } from './connection.js';
-import type { Admission, RequestView } from './gate.js';
-import { rejectionHeaders, SSE_HEADERS, type Rejection } from './reject.js';
+import { SseGate, type Admission, type RequestView, type SseHandlerOptions } from './gate.js';
+import { reject, rejectionHeaders, SSE_HEADERS, type Rejection } from './reject.js';
+
 
 /** A request of `node:http` or of the `node:http2` compatibility API. */
 export type NodeRequest = IncomingMessage | Http2ServerRequest;
@@ -16,14 +18,48 @@ export type NodeResponse = ServerResponse | Http2ServerResponse;
  * The gate's view of a Node request. `url` is the full path and query;
  * Express passes `originalUrl`, since a mounted router strips `req.url`.
  */
-export function nodeRequestView(req: NodeRequest, url = req.url ?? '/'): RequestView {
+export function nodeRequestView(req: NodeRequest, url: string | undefined): RequestView {
   return {
     method: req.method ?? 'GET',
-    url: new URL(url, 'http://localhost'),
+    url: new URL(url ?? '/', 'http://localhost'),
     header: (name) => {
       const value = req.headers[name];
       return Array.isArray(value) ? value[0] : value;
     },
+  };
+}
+
+/**
+ * A `(req, res)` handler over the gate and {@link openNodeStream}: what the
+ * node:http and Express adapters are. `urlOf` gives the path and query the
+ * request options are read from.
+ */
+export function nodeHandler<M extends EventMapBase, Req extends NodeRequest>(
+  hub: EventManager<M>,
+  options: SseHandlerOptions<Req>,
+  urlOf: (req: Req) => string | undefined = (req) => req.url,
+): (req: Req, res: NodeResponse) => void {
+  const gate = new SseGate<Req, M>(hub, options);
+  const gzip = gzipSettings(options.compress);
+  return (req, res) => {
+    gate
+      .admit(req, nodeRequestView(req, urlOf(req)))
+      .then((outcome) => {
+        if (!outcome.ok) return sendRejection(res, outcome);
+        // The client may have left while authorize() was awaited.
+        if (res.destroyed || req.destroyed) return outcome.release();
+        try {
+          openNodeStream(hub, req, res, outcome, gzip);
+        } catch (error) {
+          outcome.release();
+          throw error;
+        }
+      })
+      .catch((error: unknown) => {
+        gate.report(error, req);
+        if (!res.headersSent) sendRejection(res, reject(500, 'the stream could not be opened'));
+        else res.destroy();
+      });
   };
 }
 
@@ -38,6 +74,7 @@ export function openNodeStream<M extends EventMapBase>(
   res: NodeResponse,
   admission: Admission,
   gzip: Required<CompressOptions> | null,
+  onClose?: (reason: CloseReason) => void,
 ): SseConnection<M> {
   const http2 = req.httpVersionMajor >= 2;
   const compressed = gzip !== null && acceptsGzip(headerOf(req, 'accept-encoding'));
@@ -69,11 +106,12 @@ export function openNodeStream<M extends EventMapBase>(
 
   const connection = new SseConnection(hub, transport, {
     ...admission.connection,
-    onClose: () => {
+    onClose: (reason) => {
       res.off('close', onGone);
       res.off('drain', onDrain);
       res.off('error', ignore);
       admission.release();
+      onClose?.(reason);
     },
   });
   res.on('close', onGone);

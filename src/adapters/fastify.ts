@@ -1,0 +1,78 @@
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import type { EventManager } from '../core/event-manager.js';
+import type { EventMapBase } from '../core/types.js';
+import { gzipSettings } from './compression.js';
+import type { SseConnection } from './connection.js';
+import { SseGate, type SseHandlerOptions } from './gate.js';
+import { nodeRequestView, openNodeStream } from './node-stream.js';
+import { rejectionHeaders } from './reject.js';
+
+export type { Principal, SseHandlerOptions } from './gate.js';
+export type { CompressOptions } from './compression.js';
+
+export interface SsecastFastifyOptions<M extends EventMapBase = EventMapBase> extends SseHandlerOptions<FastifyRequest> {
+  /** The hub whose events are served. The plugin does not close it. */
+  hub: EventManager<M>;
+  /** Route of the stream. */
+  path: string;
+}
+
+// Other methods are routed too, so they get the gate's 405 with `Allow: GET`
+// rather than a 404 that suggests the stream is not there. OPTIONS is left to
+// CORS plugins.
+const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'];
+
+const plugin: FastifyPluginAsync<SsecastFastifyOptions<any>> = async (app, { hub, path, ...options }) => {
+  const gate = new SseGate<FastifyRequest>(hub, {
+    ...options,
+    onError: options.onError ?? ((error, request) => request.log.error({ err: error }, 'ssecast: a stream hook failed')),
+  });
+  const gzip = gzipSettings(options.compress);
+  const open = new Set<SseConnection>();
+
+  app.route({
+    method: METHODS,
+    url: path,
+    handler: async (request: FastifyRequest, reply: FastifyReply) => {
+      const outcome = await gate.admit(request, nodeRequestView(request.raw, request.url));
+      if (!outcome.ok) {
+        const body = JSON.stringify(outcome.body);
+        return reply.code(outcome.status).headers(rejectionHeaders(outcome, body)).send(body);
+      }
+      // From here the response is ours: Fastify must not send or time it out.
+      reply.hijack();
+      if (reply.raw.destroyed) return outcome.release();
+      let connection: SseConnection | undefined;
+      try {
+        connection = openNodeStream(hub, request.raw, reply.raw, outcome, gzip, (reason) => {
+          open.delete(connection as SseConnection);
+          if (reason === 'slow_consumer') request.log.warn('ssecast: client fell behind and was cut off; it resumes with Last-Event-ID');
+          else if (reason === 'error') request.log.error('ssecast: the stream could not read its history');
+        });
+      } catch (error) {
+        outcome.release();
+        request.log.error({ err: error }, 'ssecast: the stream could not be opened');
+        reply.raw.destroy();
+        return;
+      }
+      if (connection.isOpen) open.add(connection);
+    },
+  });
+
+  // Before the server stops accepting: open streams would otherwise keep
+  // app.close() waiting for requests that never end.
+  app.addHook('preClose', async () => {
+    for (const connection of [...open]) connection.close('closed');
+    open.clear();
+  });
+};
+
+/**
+ * Fastify 5 plugin serving an event stream at `path`.
+ *
+ * @example
+ * await app.register(ssecastFastify, { hub, path: '/api/v1/sse', streams: (req) => [(req.query as any).agent_id] });
+ */
+export const ssecastFastify = fp(plugin, { fastify: '5.x', name: 'ssecast' });
+export default ssecastFastify;

@@ -1,0 +1,145 @@
+import type * as Zlib from 'node:zlib';
+import type { EventManager } from '../core/event-manager.js';
+import type { EventMapBase } from '../core/types.js';
+import { acceptsGzip, gzipSettings, gzipTransport, type ByteSink } from './compression.js';
+import { SseConnection, type SseTransport } from './connection.js';
+import { reject, SseGate, type Admission, type SseHandlerOptions } from './gate.js';
+import { rejectionHeaders, SSE_HEADERS, type Rejection } from './reject.js';
+
+export type { Principal, SseHandlerOptions } from './gate.js';
+export type { CompressOptions } from './compression.js';
+
+/**
+ * Bytes the response body may hold before the writer waits for the runtime
+ * to read them. Past it, events wait in the connection's bounded queue and,
+ * past `maxUnsentBytes`, the client is cut off: nothing grows without bound.
+ */
+const BODY_HIGH_WATER_MARK = 64 * 1024;
+
+/**
+ * A Web-standard handler, `(request: Request) => Promise<Response>`, for Hono,
+ * Next.js route handlers, Bun, Deno and anything else that speaks fetch.
+ *
+ * The body is a pull-based `ReadableStream`: the runtime's reads drive the
+ * writes. The stream ends when `request.signal` aborts or the body is
+ * cancelled. `compress` needs `node:zlib` (Node, Bun, Deno); where the
+ * runtime has none, the stream is sent uncompressed.
+ *
+ * @example
+ * const handler = createFetchHandler(hub, { streams: (req) => new URL(req.url).searchParams.getAll('agent_id') });
+ * export const GET = handler; // Next.js app/api/sse/route.ts
+ */
+export function createFetchHandler<M extends EventMapBase = EventMapBase>(
+  hub: EventManager<M>,
+  options: SseHandlerOptions<Request> = {},
+): (request: Request) => Promise<Response> {
+  const gate = new SseGate<Request, M>(hub, options);
+  const gzip = gzipSettings(options.compress);
+  return async (request) => {
+    let url: URL;
+    try {
+      url = new URL(request.url);
+    } catch {
+      return rejectionResponse(reject(400, 'the request URL could not be parsed'));
+    }
+    let outcome;
+    try {
+      outcome = await gate.admit(request, { method: request.method, url, header: (name) => request.headers.get(name) ?? undefined });
+    } catch (error) {
+      gate.report(error, request);
+      return rejectionResponse(reject(500, 'the stream could not be opened'));
+    }
+    if (!outcome.ok) return rejectionResponse(outcome);
+    const zlib = gzip && acceptsGzip(request.headers.get('accept-encoding') ?? undefined) ? nodeZlib() : undefined;
+    const headers: Record<string, string> = { ...SSE_HEADERS };
+    if (gzip) headers.vary = 'accept-encoding';
+    if (zlib) headers['content-encoding'] = 'gzip';
+    return new Response(eventStream(hub, request, outcome, zlib && gzip ? { zlib, settings: gzip } : undefined), { status: 200, headers });
+  };
+}
+
+function eventStream<M extends EventMapBase>(
+  hub: EventManager<M>,
+  request: Request,
+  admission: Admission,
+  gzip: { zlib: typeof Zlib; settings: NonNullable<ReturnType<typeof gzipSettings>> } | undefined,
+): ReadableStream<Uint8Array> {
+  const encoder = new TextEncoder();
+  let connection: SseConnection<M>;
+  let resume: () => void = () => connection.drained();
+  let destroy: () => void = () => {};
+  const onAbort = () => {
+    destroy();
+    connection.transportClosed();
+  };
+  return new ReadableStream<Uint8Array>(
+    {
+      start(controller) {
+        const queued = () => Math.max(0, BODY_HIGH_WATER_MARK - (controller.desiredSize ?? 0));
+        const sink: ByteSink = {
+          write(bytes) {
+            try {
+              controller.enqueue(bytes);
+            } catch {
+              // The runtime dropped the body without cancelling it; never throw into the hub's fan-out.
+              queueMicrotask(onAbort);
+              return false;
+            }
+            return (controller.desiredSize ?? 0) > 0;
+          },
+          get bufferedBytes() {
+            return queued();
+          },
+          end: () => controller.close(),
+          // Erroring the body makes the runtime tear the response down.
+          abort: () => controller.error(new Error('ssecast: stream aborted (slow consumer or server error)')),
+        };
+        let transport: SseTransport = {
+          write: (chunk) => sink.write(encoder.encode(chunk)),
+          get bufferedBytes() {
+            return queued();
+          },
+          end: sink.end,
+          abort: sink.abort,
+        };
+        if (gzip) {
+          const gz = gzipTransport(gzip.zlib, gzip.settings, sink, () => connection.drained());
+          transport = gz;
+          resume = () => gz.resume();
+          destroy = () => gz.destroy();
+        }
+        connection = new SseConnection(hub, transport, {
+          ...admission.connection,
+          onClose: () => {
+            request.signal?.removeEventListener('abort', onAbort);
+            admission.release();
+          },
+        });
+        request.signal?.addEventListener('abort', onAbort, { once: true });
+        connection.start();
+        // The client may have left while authorize() was awaited.
+        if (request.signal?.aborted) onAbort();
+      },
+      // The runtime wants more: what waited for room is written now.
+      pull() {
+        resume();
+      },
+      cancel() {
+        onAbort();
+      },
+    },
+    { highWaterMark: BODY_HIGH_WATER_MARK, size: (chunk) => chunk.byteLength },
+  );
+}
+
+function rejectionResponse(rejection: Rejection): Response {
+  const body = JSON.stringify(rejection.body);
+  return new Response(body, { status: rejection.status, headers: rejectionHeaders(rejection, body) });
+}
+
+// Looked up at run time, not imported: a static `node:zlib` import would keep
+// this entry from loading on runtimes without it (edge workers).
+function nodeZlib(): typeof Zlib | undefined {
+  const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
+  return proc?.getBuiltinModule?.('node:zlib') as typeof Zlib | undefined;
+}

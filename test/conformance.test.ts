@@ -1,0 +1,374 @@
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { EventSource } from 'eventsource';
+import { EventManager, type EventManagerOptions } from '../src/index.js';
+import { ADAPTERS, type Adapter, type NeutralOptions, type RequestInfo } from './adapters.js';
+import { openStream, payloads, sleep, waitUntil, type TestServer } from './helpers.js';
+
+/**
+ * The conformance suite: every case runs against every adapter, so that no
+ * adapter can quietly differ in headers, replay, resume, heartbeats, order,
+ * cleanup, refusals or the handling of slow clients.
+ */
+
+type Events = { tick: { n: number }; note: string };
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()?.();
+});
+
+async function publishTicks(hub: EventManager<Events>, stream: string, from: number, to: number): Promise<string[]> {
+  const ids: string[] = [];
+  for (let n = from; n < to; n++) ids.push((await hub.publish(stream, 'tick', { n })).id);
+  return ids;
+}
+
+function range(from: number, to: number): number[] {
+  return Array.from({ length: to - from }, (_, i) => from + i);
+}
+
+describe.each(ADAPTERS)('$name', (adapter: Adapter) => {
+  async function setup(
+    handlerOptions: NeutralOptions = {},
+    hubOptions: EventManagerOptions = {},
+  ): Promise<{ hub: EventManager<Events>; server: TestServer; url: (query: string) => string }> {
+    const hub = new EventManager<Events>(hubOptions);
+    const server = await adapter.mount(hub, handlerOptions);
+    cleanups.push(() => server.close(), () => hub.close());
+    return { hub, server, url: (query) => `${server.url}/events?${query}` };
+  }
+
+  describe('the response', () => {
+    it('answers 200 with the SSE headers and sends retry first', async () => {
+      const { url } = await setup({ retryMs: 1234 });
+      const client = await openStream(url('stream=a'));
+      cleanups.push(() => client.close());
+      expect(client.status).toBe(200);
+      expect(client.headers.get('content-type')).toBe('text/event-stream; charset=utf-8');
+      expect(client.headers.get('cache-control')).toBe('no-cache, no-transform');
+      expect(client.headers.get('x-accel-buffering')).toBe('no');
+      expect(client.headers.get('connection')).toBe('keep-alive');
+      await client.waitFor((c) => c.raw.length > 0);
+      expect(client.raw.startsWith('retry: 1234\n\n')).toBe(true);
+      expect(client.retries).toEqual([1234]);
+    });
+
+    it('writes each published event once, with id, event and data lines', async () => {
+      const { hub, url } = await setup();
+      const client = await openStream(url('stream=a'));
+      cleanups.push(() => client.close());
+      await waitUntil(() => hub.stats().connections === 1);
+      const event = await hub.publish('a', 'note', 'line one\nline two');
+      await client.waitFor((c) => c.events.length === 1);
+      expect(client.raw).toBe(`retry: 3000\n\nid: ${event.id}\nevent: note\ndata: line one\ndata: line two\n\n`);
+      expect(client.events[0]).toEqual({ event: 'note', id: event.id, data: 'line one\nline two' });
+    });
+
+    it('is received by a real EventSource as typed events', async () => {
+      const { hub, url } = await setup();
+      const source = new EventSource(url('stream=a'));
+      cleanups.push(() => source.close());
+      const got: { n: number; id: string }[] = [];
+      source.addEventListener('tick', (message) => got.push({ ...JSON.parse(message.data), id: message.lastEventId }));
+      await new Promise((resolve) => source.addEventListener('open', resolve));
+      await waitUntil(() => hub.stats().connections === 1);
+      const ids = await publishTicks(hub, 'a', 0, 3);
+      await waitUntil(() => got.length === 3, 5000, 'three events');
+      expect(got).toEqual([0, 1, 2].map((n) => ({ n, id: ids[n] })));
+    });
+  });
+
+  describe('replay and resume', () => {
+    it('replays the last 10 events of the stream to a fresh connection, then goes live', async () => {
+      const { hub, url } = await setup();
+      await publishTicks(hub, 'a', 0, 15);
+      await publishTicks(hub, 'b', 100, 105);
+      const client = await openStream(url('stream=a'));
+      cleanups.push(() => client.close());
+      await client.waitFor((c) => c.events.length === 10, 5000, 'replay');
+      await hub.publish('a', 'tick', { n: 15 });
+      await client.waitFor((c) => c.events.length === 11, 5000, 'live event');
+      expect(payloads<{ n: number }>(client.events).map((p) => p.n)).toEqual([5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+    });
+
+    it('resumes a single stream from the Last-Event-ID header with exactly the later events', async () => {
+      const { hub, url } = await setup();
+      const ids = await publishTicks(hub, 'a', 0, 30);
+      const client = await openStream(url('stream=a'), { 'last-event-id': ids[11] as string });
+      cleanups.push(() => client.close());
+      await client.waitFor((c) => c.events.length === 18);
+      await hub.publish('a', 'tick', { n: 30 });
+      await client.waitFor((c) => c.events.length === 19);
+      expect(payloads<{ n: number }>(client.events).map((p) => p.n)).toEqual(range(12, 31));
+      expect(client.events.map((e) => e.id)).toEqual([...ids.slice(12), expect.any(String)]);
+    });
+
+    it('takes the lastEventId query parameter when there is no header', async () => {
+      const { hub, url } = await setup();
+      const ids = await publishTicks(hub, 'a', 0, 5);
+      const client = await openStream(url(`stream=a&lastEventId=${ids[2]}`));
+      cleanups.push(() => client.close());
+      await client.waitFor((c) => c.events.length === 2);
+      await sleep(50);
+      expect(payloads<{ n: number }>(client.events).map((p) => p.n)).toEqual([3, 4]);
+    });
+
+    it('resumes several streams at once from one id, in the global order', async () => {
+      const { hub, url } = await setup();
+      const published: { stream: string; n: number; id: string }[] = [];
+      for (let n = 0; n < 20; n++) {
+        const stream = n % 3 === 0 ? 'a' : n % 3 === 1 ? 'b' : 'c';
+        published.push({ stream, n, id: (await hub.publish(stream, 'tick', { n })).id });
+      }
+      // The last id this client saw was on stream b; it follows a and b.
+      const resumeFrom = published[7] as { id: string };
+      const client = await openStream(url('stream=a&stream=b'), { 'last-event-id': resumeFrom.id });
+      cleanups.push(() => client.close());
+      const expected = published.filter((p) => p.n > 7 && p.stream !== 'c');
+      await client.waitFor((c) => c.events.length === expected.length);
+      await sleep(50);
+      expect(client.events.map((e) => e.id)).toEqual(expected.map((p) => p.id));
+    });
+
+    it.each([
+      ['a malformed id', () => 'not-an-id', 'unknown'],
+      ['an id from another hub (another epoch)', () => 'zzzzzz.3', 'foreign'],
+      ['an id from the future of this epoch', (epoch: string) => `${epoch}.999999`, 'unknown'],
+      ['an id older than the retained history', (epoch: string) => `${epoch}.2`, 'expired'],
+    ] as const)('answers %s with resync, then the fresh replay', async (_what, makeId, reason) => {
+      const { hub, url } = await setup({}, { historySize: 5, replay: 3 });
+      const ids = await publishTicks(hub, 'a', 0, 12);
+      const epoch = (ids[0] as string).split('.')[0] as string;
+      const lastEventId = makeId(epoch);
+      const client = await openStream(url('stream=a'), { 'last-event-id': lastEventId });
+      cleanups.push(() => client.close());
+      await client.waitFor((c) => c.events.length === 4);
+      const [resync, ...rest] = client.events;
+      expect(resync).toEqual({ event: 'resync', id: undefined, data: JSON.stringify({ reason, lastEventId }) });
+      expect(payloads<{ n: number }>(rest).map((p) => p.n)).toEqual([9, 10, 11]);
+      expect(hub.stats().resyncs).toBe(1);
+    });
+
+    it('delivers a burst of 5,000 events complete and in order', async () => {
+      const { hub, url } = await setup();
+      const client = await openStream(url('stream=a'));
+      cleanups.push(() => client.close());
+      await waitUntil(() => hub.stats().connections === 1);
+      await sleep(20);
+      await Promise.all(range(0, 5000).map((n) => hub.publish('a', 'tick', { n })));
+      await client.waitFor((c) => c.events.length === 5000, 10_000, '5,000 events');
+      expect(payloads<{ n: number }>(client.events).map((p) => p.n)).toEqual(range(0, 5000));
+      const seqs = client.events.map((e) => Number((e.id as string).split('.')[1]));
+      expect(seqs.every((seq, i) => i === 0 || seq > (seqs[i - 1] as number))).toBe(true);
+      expect(hub.stats().dropped).toBe(0);
+    });
+
+    it('loses and duplicates nothing when EventSource reconnects while publishing goes on', async () => {
+      const { hub, server, url } = await setup({ retryMs: 10 }, { historySize: 2000 });
+      const source = new EventSource(url('stream=a&stream=b'));
+      cleanups.push(() => source.close());
+      const received: number[] = [];
+      source.addEventListener('tick', (message) => received.push((JSON.parse(message.data) as { n: number }).n));
+      await new Promise((resolve) => source.addEventListener('open', resolve));
+      await waitUntil(() => hub.stats().connections === 1);
+      let drops = 0;
+      const dropper = setInterval(() => {
+        server.dropConnections();
+        drops++;
+      }, 40);
+      const total = 1500;
+      for (let n = 0; n < total; n++) {
+        await hub.publish(n % 2 ? 'a' : 'b', 'tick', { n });
+        if (n % 10 === 0) await sleep(1);
+      }
+      await sleep(60);
+      clearInterval(dropper);
+      await waitUntil(() => received.length >= total, 10_000, `all ${total} events (got ${received.length})`);
+      await sleep(100);
+      expect(drops).toBeGreaterThan(3);
+      expect(received).toEqual(range(0, total));
+      expect(hub.stats().resyncs).toBe(0);
+    });
+  });
+
+  describe('heartbeats', () => {
+    it('sends :heartbeat to an idle connection and not to a busy one', async () => {
+      const { hub, url } = await setup({ heartbeatMs: 80 });
+      const idle = await openStream(url('stream=quiet'));
+      const busy = await openStream(url('stream=busy'));
+      cleanups.push(() => idle.close(), () => busy.close());
+      await waitUntil(() => hub.stats().connections === 2);
+      const pump = setInterval(() => void hub.publish('busy', 'note', 'x'), 15);
+      await sleep(400);
+      clearInterval(pump);
+      expect(idle.comments.filter((c) => c === 'heartbeat').length).toBeGreaterThanOrEqual(2);
+      expect(idle.raw).toContain('\n\n:heartbeat\n\n');
+      expect(busy.comments).toEqual([]);
+      expect(busy.events.length).toBeGreaterThan(10);
+    });
+
+    it('runs no heartbeat timer once every connection is gone', async () => {
+      const { hub, url } = await setup({ heartbeatMs: 50 });
+      const client = await openStream(url('stream=a'));
+      await waitUntil(() => hub.stats().connections === 1);
+      expect(hub.heartbeatScheduler(50).running).toBe(true);
+      client.close();
+      await waitUntil(() => hub.stats().connections === 0);
+      expect(hub.heartbeatScheduler(50).running).toBe(false);
+      expect(hub.heartbeatScheduler(50).size).toBe(0);
+    });
+  });
+
+  describe('cleanup and slow clients', () => {
+    it('cuts off a client that never reads while another keeps receiving everything', async () => {
+      const { hub, server } = await setup({ maxUnsentBytes: 256 * 1024 });
+      const reader = await openStream(`${server.url}/events?stream=a`);
+      cleanups.push(() => reader.close());
+      // A raw socket that sends the request and then never reads a byte.
+      const stalled = net.connect(server.port, '127.0.0.1');
+      stalled.pause();
+      let stalledClosed = false;
+      stalled.on('close', () => (stalledClosed = true));
+      stalled.on('error', () => {});
+      stalled.write('GET /events?stream=a HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n');
+      cleanups.push(() => void stalled.destroy());
+      await waitUntil(() => hub.stats().connections === 2);
+      const chunk = 'x'.repeat(4000);
+      const total = 4000; // 16 MB: more than any loopback socket buffer holds
+      for (let n = 0; n < total; n++) {
+        await hub.publish('a', 'note', `${n}:${chunk}`);
+        if (n % 50 === 0) await sleep(1);
+      }
+      await reader.waitFor((c) => c.events.length === total, 20_000, 'the reading client to get every event');
+      await waitUntil(() => hub.stats().dropped === 1, 5000, 'the stalled client to be cut off');
+      // Reading now finds the end of a stream the server tore down.
+      stalled.resume();
+      await waitUntil(() => stalledClosed, 5000, 'the stalled socket to see the close');
+      expect(reader.events.map((e) => Number(e.data.split(':')[0]))).toEqual(range(0, total));
+      expect(hub.stats()).toMatchObject({ dropped: 1, connections: 1 });
+    }, 30_000);
+  });
+
+  describe('refusals', () => {
+    const authorize = (req: RequestInfo) => {
+      const user = req.header('x-user');
+      if (user === 'alice') return { id: 'alice', streams: ['a', 'b'] };
+      if (user === 'admin') return { id: 'admin', streams: '*' as const };
+      return null;
+    };
+
+    it('answers 401 without a principal, 403 for a stream it may not read or for *, 429 past the limit', async () => {
+      const { hub, url } = await setup({
+        authorize,
+        maxConnectionsPerPrincipal: 2,
+        streams: (req) => {
+          const query = new URL(req.url ?? '', 'http://x').searchParams;
+          return query.get('all') ? '*' : query.getAll('stream');
+        },
+      });
+      const anonymous = await openStream(url('stream=a'));
+      expect(anonymous.status).toBe(401);
+      expect(JSON.parse(anonymous.body)).toEqual({ error: 'unauthorized', message: 'authentication required' });
+
+      const forbidden = await openStream(url('stream=a&stream=secret'), { 'x-user': 'alice' });
+      expect(forbidden.status).toBe(403);
+      expect(JSON.parse(forbidden.body)).toMatchObject({ error: 'forbidden', message: expect.stringContaining('secret') });
+      const everything = await openStream(url('all=1'), { 'x-user': 'alice' });
+      expect(everything.status).toBe(403);
+
+      const first = await openStream(url('stream=a'), { 'x-user': 'alice' });
+      const second = await openStream(url('stream=b'), { 'x-user': 'alice' });
+      cleanups.push(() => first.close(), () => second.close());
+      const third = await openStream(url('stream=a'), { 'x-user': 'alice' });
+      expect([first.status, second.status, third.status]).toEqual([200, 200, 429]);
+      expect(JSON.parse(third.body).error).toBe('too_many_connections');
+      const admin = await openStream(url('all=1'), { 'x-user': 'admin' });
+      cleanups.push(() => admin.close());
+      expect(admin.status).toBe(200);
+
+      first.close();
+      await waitUntil(() => hub.stats().connections === 2);
+      const fourth = await openStream(url('stream=a'), { 'x-user': 'alice' });
+      cleanups.push(() => fourth.close());
+      expect(fourth.status).toBe(200);
+    });
+
+    it('answers 400 for no stream, too many streams and an oversized Last-Event-ID, and 405 for POST', async () => {
+      const { server, url } = await setup();
+      const none = await openStream(url(''));
+      expect(none.status).toBe(400);
+      expect(JSON.parse(none.body)).toMatchObject({ error: 'bad_request', message: expect.stringContaining('no stream') });
+      const many = await openStream(url(range(0, 51).map((n) => `stream=s${n}`).join('&')));
+      expect(many.status).toBe(400);
+      expect(JSON.parse(many.body).message).toContain('at most 50 streams');
+      const fifty = await openStream(url(range(0, 50).map((n) => `stream=s${n}`).join('&')));
+      fifty.close();
+      expect(fifty.status).toBe(200);
+      const longId = await openStream(url('stream=a'), { 'last-event-id': 'x'.repeat(2000) });
+      expect(longId.status).toBe(400);
+      const longName = await openStream(url(`stream=${'n'.repeat(300)}`));
+      expect(longName.status).toBe(400);
+      const post = await fetch(`${server.url}/events?stream=a`, { method: 'POST' });
+      expect(post.status).toBe(405);
+      expect(post.headers.get('allow')).toBe('GET');
+      expect((await post.json()).error).toBe('method_not_allowed');
+    });
+
+    it('answers 500 when a hook throws, reports it through onError, and keeps serving', async () => {
+      const reported: unknown[] = [];
+      const { hub, url } = await setup({
+        authorize: (req) => {
+          if (req.url.searchParams.has('boom')) throw new Error('database exploded: secret detail');
+          return { id: 'u', streams: '*' };
+        },
+        onError: (error) => reported.push(error),
+      });
+      const healthy = await openStream(url('stream=a'));
+      cleanups.push(() => healthy.close());
+      const broken = await openStream(url('stream=a&boom=1'));
+      expect(broken.status).toBe(500);
+      expect(broken.body).not.toContain('secret detail');
+      expect(JSON.parse(broken.body)).toEqual({ error: 'internal_error', message: 'the stream could not be opened' });
+      expect(reported).toHaveLength(1);
+      expect((reported[0] as Error).message).toContain('database exploded');
+      await waitUntil(() => hub.stats().connections === 1);
+      await hub.publish('a', 'note', 'still here');
+      await healthy.waitFor((c) => c.events.length === 1);
+      expect(healthy.events[0]?.data).toBe('still here');
+    });
+
+    it('rejects a payload that cannot be serialised and stores and sends nothing', async () => {
+      const { hub, url } = await setup();
+      const client = await openStream(url('stream=a'));
+      cleanups.push(() => client.close());
+      await waitUntil(() => hub.stats().connections === 1);
+      const first = await hub.publish('a', 'note', 'before');
+      const cyclic: Record<string, unknown> = {};
+      cyclic.self = cyclic;
+      await expect(hub.publish('a', 'tick', cyclic as never)).rejects.toThrow(/cannot be serialised/);
+      await expect(hub.publish('a', 'tick', { n: 10n } as never)).rejects.toMatchObject({ code: 'ERR_SSE_DATA_UNSERIALIZABLE' });
+      const after = await hub.publish('a', 'note', 'after');
+      await client.waitFor((c) => c.events.length === 2);
+      await sleep(30);
+      expect(client.events.map((e) => e.data)).toEqual(['before', 'after']);
+      const seq = (id: string) => Number(id.split('.')[1]);
+      expect(seq(after.id)).toBe(seq(first.id) + 1);
+      expect(hub.stats().published).toBe(2);
+    });
+  });
+
+  describe('shutdown', () => {
+    it('ends open streams cleanly when the hub closes', async () => {
+      const { hub, url } = await setup();
+      const client = await openStream(url('stream=a'));
+      await waitUntil(() => hub.stats().connections === 1);
+      await hub.publish('a', 'note', 'last words');
+      await hub.close();
+      await client.ended;
+      expect(client.events.map((e) => e.data)).toEqual(['last words']);
+      const late = await openStream(url('stream=a'));
+      expect(late.status).toBe(503);
+    });
+  });
+});
