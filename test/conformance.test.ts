@@ -1,4 +1,6 @@
+import http from 'node:http';
 import net from 'node:net';
+import zlib from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EventSource } from 'eventsource';
 import { EventManager, type EventManagerOptions } from '../src/index.js';
@@ -192,6 +194,118 @@ describe.each(ADAPTERS)('$name', (adapter: Adapter) => {
     });
   });
 
+  describe('request options', () => {
+    it('follows every repeated stream value and only the types asked for', async () => {
+      const { hub, url } = await setup();
+      const client = await openStream(url('stream=a&stream=b&types=note,tick&types=tick'));
+      cleanups.push(() => client.close());
+      await waitUntil(() => hub.stats().connections === 1);
+      await hub.publish('a', 'note', 'a-note');
+      await hub.publish('c', 'note', 'c-note');
+      await hub.publish('b', 'tick', { n: 1 });
+      const onlyTicks = await openStream(url('stream=a&stream=b&types=tick'));
+      cleanups.push(() => onlyTicks.close());
+      await client.waitFor((c) => c.events.length === 2);
+      await onlyTicks.waitFor((c) => c.events.length === 1);
+      await hub.publish('a', 'note', 'filtered out');
+      await hub.publish('a', 'tick', { n: 2 });
+      await onlyTicks.waitFor((c) => c.events.length === 2);
+      expect(client.events.map((e) => e.data).slice(0, 2)).toEqual(['a-note', '{"n":1}']);
+      expect(onlyTicks.events.map((e) => [e.event, e.data])).toEqual([
+        ['tick', '{"n":1}'],
+        ['tick', '{"n":2}'],
+      ]);
+    });
+
+    it('keeps a types filter across a resume and still sends resync', async () => {
+      const { hub, url } = await setup({}, { historySize: 5 });
+      const first = await hub.publish('a', 'tick', { n: 0 });
+      await hub.publish('a', 'note', 'skip me');
+      await hub.publish('a', 'tick', { n: 1 });
+      const resumed = await openStream(url('stream=a&types=tick'), { 'last-event-id': first.id });
+      const unknown = await openStream(url('stream=a&types=tick'), { 'last-event-id': 'nope' });
+      cleanups.push(() => resumed.close(), () => unknown.close());
+      await resumed.waitFor((c) => c.events.length === 1);
+      await unknown.waitFor((c) => c.events.length === 3);
+      expect(resumed.events.map((e) => e.data)).toEqual(['{"n":1}']);
+      expect(unknown.events.map((e) => e.event)).toEqual(['resync', 'tick', 'tick']);
+    });
+
+    it('replays every event since a time, and continues by id when the client reconnects', async () => {
+      const { hub, url } = await setup();
+      await publishTicks(hub, 'a', 0, 3);
+      await sleep(15);
+      const since = new Date().toISOString();
+      await sleep(5);
+      const later = await publishTicks(hub, 'a', 3, 20);
+      const client = await openStream(url(`stream=a&since=${encodeURIComponent(since)}`));
+      cleanups.push(() => client.close());
+      // More than the 10 of a fresh replay: everything since that time.
+      await client.waitFor((c) => c.events.length === 17);
+      expect(payloads<{ n: number }>(client.events).map((p) => p.n)).toEqual(range(3, 20));
+      // A reconnect carries both since= (same URL) and Last-Event-ID: the id wins.
+      const reconnect = await openStream(url(`stream=a&since=${encodeURIComponent(since)}`), { 'last-event-id': later[15] as string });
+      cleanups.push(() => reconnect.close());
+      await reconnect.waitFor((c) => c.events.length === 1);
+      await sleep(30);
+      expect(payloads<{ n: number }>(reconnect.events).map((p) => p.n)).toEqual([19]);
+    });
+
+    it('answers since= older than the retained history with resync expired, then what is left', async () => {
+      const { hub, url } = await setup({}, { historySize: 5 });
+      const since = new Date(Date.now() - 60_000).toISOString();
+      await publishTicks(hub, 'a', 0, 12);
+      const client = await openStream(url(`stream=a&since=${since}`));
+      cleanups.push(() => client.close());
+      await client.waitFor((c) => c.events.length === 6);
+      expect(client.events[0]).toEqual({ event: 'resync', id: undefined, data: JSON.stringify({ reason: 'expired', since }) });
+      expect(payloads<{ n: number }>(client.events.slice(1)).map((p) => p.n)).toEqual([7, 8, 9, 10, 11]);
+    });
+
+    it.each([
+      ['since=yesterday', 'since must be an ISO 8601 time'],
+      ['since=2026-13-45T00:00:00Z', 'since must be an ISO 8601 time'],
+      ['since=2026-01-01T10:00:00', 'since must be an ISO 8601 time'],
+      ['types=', 'no empty entry'],
+      ['types=a,,b', 'no empty entry'],
+      [Array.from({ length: 65 }, (_, i) => `types=t${i}`).join('&'), 'at most 64 types'],
+    ])('answers %s with 400 and says why', async (query, message) => {
+      const { hub, url } = await setup();
+      const client = await openStream(url(`stream=a&${query}`));
+      expect(client.status).toBe(400);
+      expect(JSON.parse(client.body)).toEqual({ error: 'bad_request', message: expect.stringContaining(message) });
+      expect(hub.stats().connections).toBe(0);
+    });
+  });
+
+  describe('compression', () => {
+    it('gzips with compress: true and flushes every event as it is published', async () => {
+      const { hub, server } = await setup({ compress: true });
+      const response = await rawGet(`${server.url}/events?stream=a`, { 'accept-encoding': 'gzip, deflate' });
+      cleanups.push(() => response.close());
+      expect(response.headers['content-encoding']).toBe('gzip');
+      expect(response.headers.vary).toMatch(/accept-encoding/i);
+      await waitUntil(() => hub.stats().connections === 1);
+      for (let n = 0; n < 5; n++) {
+        await hub.publish('a', 'note', `line ${n}: ${'npm WARN deprecated '.repeat(5)}`);
+        // Decodable at once: nothing waits for the compressor's buffer to fill.
+        await waitUntil(() => response.text().includes(`line ${n}:`), 5000, `event ${n} to be decodable`);
+      }
+      expect(response.text().startsWith('retry: 3000\n\n')).toBe(true);
+      expect(response.compressedBytes()).toBeLessThan(Buffer.byteLength(response.text()));
+    });
+
+    it('sends identity when the client does not accept gzip', async () => {
+      const { hub, server } = await setup({ compress: true });
+      const response = await rawGet(`${server.url}/events?stream=a`, { 'accept-encoding': 'gzip;q=0, br' });
+      cleanups.push(() => response.close());
+      expect(response.headers['content-encoding']).toBeUndefined();
+      await waitUntil(() => hub.stats().connections === 1);
+      await hub.publish('a', 'note', 'plain');
+      await waitUntil(() => response.text().includes('data: plain'));
+    });
+  });
+
   describe('heartbeats', () => {
     it('sends :heartbeat to an idle connection and not to a busy one', async () => {
       const { hub, url } = await setup({ heartbeatMs: 80 });
@@ -221,6 +335,22 @@ describe.each(ADAPTERS)('$name', (adapter: Adapter) => {
   });
 
   describe('cleanup and slow clients', () => {
+    it('leaves nothing behind after the client disconnects and gives the slot back', async () => {
+      const { hub, url } = await setup({ authorize: () => ({ id: 'u1', streams: '*' }), maxConnectionsPerPrincipal: 1, heartbeatMs: 50 });
+      const client = await openStream(url('stream=a&stream=b'));
+      await waitUntil(() => hub.stats().connections === 1);
+      expect(hub.stats()).toMatchObject({ connections: 1, streams: 2 });
+      const second = await openStream(url('stream=a'));
+      expect(second.status).toBe(429);
+      client.close();
+      await waitUntil(() => hub.stats().connections === 0, 5000, 'the hub to forget the connection');
+      expect(hub.stats()).toMatchObject({ connections: 0, streams: 0, wildcardConnections: 0 });
+      expect(hub.heartbeatScheduler(50).size).toBe(0);
+      const again = await openStream(url('stream=a'));
+      cleanups.push(() => again.close());
+      expect(again.status).toBe(200);
+    });
+
     it('cuts off a client that never reads while another keeps receiving everything', async () => {
       const { hub, server } = await setup({ maxUnsentBytes: 256 * 1024 });
       const reader = await openStream(`${server.url}/events?stream=a`);
@@ -372,3 +502,33 @@ describe.each(ADAPTERS)('$name', (adapter: Adapter) => {
     });
   });
 });
+
+interface RawResponse {
+  headers: http.IncomingHttpHeaders;
+  /** Everything received so far, decompressed as far as it can be. */
+  text(): string;
+  compressedBytes(): number;
+  close(): void;
+}
+
+/** A GET that sees the bytes on the wire: no transparent decompression, gunzipped here chunk by chunk. */
+function rawGet(url: string, headers: Record<string, string>): Promise<RawResponse> {
+  return new Promise((resolve, reject) => {
+    const request = http.get(url, { headers: { accept: 'text/event-stream', ...headers } }, (res) => {
+      let text = '';
+      let compressed = 0;
+      const gzipped = res.headers['content-encoding'] === 'gzip';
+      const gunzip = zlib.createGunzip();
+      gunzip.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
+      gunzip.on('error', () => {});
+      res.on('data', (chunk: Buffer) => {
+        compressed += chunk.length;
+        if (gzipped) gunzip.write(chunk);
+        else text += chunk.toString('utf8');
+      });
+      res.on('error', () => {});
+      resolve({ headers: res.headers, text: () => text, compressedBytes: () => compressed, close: () => request.destroy() });
+    });
+    request.on('error', reject);
+  });
+}
