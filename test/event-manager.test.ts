@@ -177,8 +177,42 @@ describe('EventManager', () => {
     expect(() => h.subscribe({ streams: [] })).toThrow(TypeError);
     expect(() => h.subscribe({ streams: [''] })).toThrow(TypeError);
     expect(() => h.subscribe({ streams: ['a'], replay: -1 })).toThrow(/replay/);
+    expect(() => h.subscribe({ streams: ['a'], since: 'last tuesday' })).toThrow(/since must be an ISO 8601 time/);
+    expect(() => h.subscribe({ streams: ['a'], since: Number.NaN })).toThrow(/since is not a valid time/);
+    expect(() => h.subscribe({ streams: ['a'], since: new Date('nope') })).toThrow(TypeError);
     expect(() => new EventManager({ heartbeatMs: 1.5 })).toThrow(/heartbeatMs/);
     expect(h.stats().connections).toBe(0);
+  });
+
+  it('replays everything since a time, given as a Date, epoch ms or ISO string, across several streams', async () => {
+    const h = hub();
+    await h.publish('a', 'command_output', { output: 'old', stream: 'stdout' });
+    await new Promise((resolve) => setTimeout(resolve, 15));
+    const cut = Date.now();
+    const fresh: string[] = [];
+    for (let i = 0; i < 15; i++) fresh.push((await h.publish(i % 2 ? 'a' : 'b', 'command_output', { output: `new ${i}`, stream: 'stdout' })).id);
+    for (const since of [new Date(cut), cut, new Date(cut).toISOString()]) {
+      const got = await take(h.subscribe({ streams: ['a', 'b'], since }), 15);
+      expect(got.map((e) => e.id)).toEqual(fresh);
+    }
+    // A time in the future replays nothing; the subscriber is live.
+    const future = h.subscribe({ streams: ['a'], since: Date.now() + 60_000 });
+    await future.ready;
+    const live = await h.publish('a', 'command_output', { output: 'live', stream: 'stdout' });
+    expect((await take(future, 1))[0]?.id).toBe(live.id);
+  });
+
+  it('prefers lastEventId over since, and says expired when history from that time was trimmed', async () => {
+    const h = hub({ historySize: 3 });
+    const since = Date.now() - 1000;
+    const ids: string[] = [];
+    for (let i = 0; i < 6; i++) ids.push((await h.publish('a', 'command_output', { output: String(i), stream: 'stdout' })).id);
+    const resumed = await take(h.subscribe({ streams: ['a'], since, lastEventId: ids[4] }), 1);
+    expect(resumed.map((e) => e.id)).toEqual([ids[5]]);
+    const trimmed = await take(h.subscribe({ streams: ['a'], since }), 4);
+    expect(trimmed[0]).toMatchObject({ type: 'resync', data: { reason: 'expired', since: new Date(since).toISOString() } });
+    expect(trimmed.slice(1).map((e) => e.id)).toEqual(ids.slice(3));
+    expect(h.stats().resyncs).toBe(1);
   });
 
   it('throws at construction for bad history bounds, not at first use', () => {

@@ -574,3 +574,30 @@ describe('MemoryBackend', () => {
     expect(result.resync).toBe('expired');
   });
 });
+
+describe('ReplayBuffer: replay since a time', () => {
+  function at(seq: number, stream: string, timestamp: string): StoredEvent {
+    return { ...ev(seq, stream), event: { ...ev(seq, stream).event, timestamp } };
+  }
+  const T = (n: number) => `2026-01-01T00:00:0${n}.000Z`;
+
+  it('returns the events at or after the time, complete while nothing that recent was dropped', () => {
+    const buffer = new ReplayBuffer({ maxEventsPerStream: 3 });
+    for (let n = 1; n <= 5; n++) buffer.append(at(n, 's', T(n)));
+    expect(buffer.since('s', T(4))).toEqual({ events: [expect.objectContaining({ seq: 4 }), expect.objectContaining({ seq: 5 })], complete: true });
+    // Events 1 and 2 were trimmed; a replay from T(2) would miss event 2.
+    expect(buffer.since('s', T(2)).complete).toBe(false);
+    expect(buffer.since('s', T(2)).events.map((e) => e.seq)).toEqual([3, 4, 5]);
+    expect(buffer.since('s', T(3)).complete).toBe(true);
+  });
+
+  it('knows a stream dropped whole lost what it held, for that stream and for *', () => {
+    const buffer = new ReplayBuffer({ maxStreams: 1 });
+    buffer.append(at(1, 'old', T(1)));
+    buffer.append(at(2, 'new', T(2)));
+    expect(buffer.since('old', T(1))).toEqual({ events: [], complete: false });
+    expect(buffer.since('old', T(2))).toEqual({ events: [], complete: true });
+    expect(buffer.sinceAll(T(1)).complete).toBe(false);
+    expect(buffer.sinceAll(T(2))).toEqual({ events: [expect.objectContaining({ seq: 2 })], complete: true });
+  });
+});
