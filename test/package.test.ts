@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 
 // Resolves through package.json's `exports` (a package may import itself by
@@ -15,6 +15,40 @@ describe.runIf(built)('the published package (dist/, via the exports map)', () =
     expect(typeof core.formatEvent).toBe('function');
     expect(new core.SseFormatError('ERR_SSE_RETRY', 'x')).toBeInstanceOf(TypeError);
     expect(typeof node.createSseHandler).toBe('function');
+  });
+
+  it('exposes the Express, Fastify and fetch adapters to ESM and CommonJS', async () => {
+    const esm = {
+      express: await import('ssecast/express'),
+      fastify: await import('ssecast/fastify'),
+      fetch: await import('ssecast/fetch'),
+    };
+    expect(typeof esm.express.sse).toBe('function');
+    expect(typeof esm.fastify.default).toBe('function');
+    expect(esm.fastify.default).toBe(esm.fastify.ssecastFastify);
+    expect(typeof esm.fetch.createFetchHandler).toBe('function');
+    const cjsFastify = require('ssecast/fastify') as typeof import('ssecast/fastify');
+    expect(typeof (require('ssecast/express') as typeof import('ssecast/express')).sse).toBe('function');
+    expect(typeof cjsFastify.default).toBe('function');
+    // fastify-plugin's marker: the plugin is not encapsulated, in either build.
+    expect((cjsFastify.default as unknown as Record<symbol, unknown>)[Symbol.for('skip-override')]).toBe(true);
+    expect(typeof (require('ssecast/fetch') as typeof import('ssecast/fetch')).createFetchHandler).toBe('function');
+  });
+
+  it('keeps the core free of adapter code: nothing ssecast loads imports a framework or zlib', () => {
+    const seen = new Set<string>();
+    const bare: string[] = [];
+    const visit = (file: URL) => {
+      if (seen.has(file.href)) return;
+      seen.add(file.href);
+      for (const [, spec] of readFileSync(file, 'utf8').matchAll(/(?:from|import)\s*['"]([^'"]+)['"]/g)) {
+        if (spec?.startsWith('.')) visit(new URL(spec, file));
+        else if (spec) bare.push(spec);
+      }
+    };
+    visit(new URL('../dist/index.js', import.meta.url));
+    expect(seen.size).toBeGreaterThan(1);
+    expect(bare).toEqual([]);
   });
 
   it('exposes the same API to CommonJS', () => {
