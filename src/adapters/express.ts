@@ -21,7 +21,7 @@ export type { CompressOptions } from './compression.js';
  * app.get('/api/v1/sse', sse(hub, { streams: (req) => [req.query.agent_id ?? []].flat().map(String) }));
  */
 export function sse<M extends EventMapBase = EventMapBase>(hub: EventManager<M>, options: SseHandlerOptions<Request> = {}): RequestHandler {
-  // A mounted router strips its path from req.url; originalUrl keeps the query whole.
+  // originalUrl is the URL as the client sent it, whatever routers have done to req.url.
   const handle = nodeHandler<M, Request>(hub, options, (req) => req.originalUrl ?? req.url);
   return (req, res) => handle(req, res);
 }

@@ -68,21 +68,35 @@ function eventStream<M extends EventMapBase>(
   let connection: SseConnection<M>;
   let resume: () => void = () => connection.drained();
   let destroy: () => void = () => {};
-  const onAbort = () => {
+  let closeBody: () => void = () => {};
+  // The runtime cancelled the body: it reads no more, so nothing is closed.
+  const onCancel = () => {
     destroy();
     connection.transportClosed();
+  };
+  // The client went away: end the body too, so whoever holds a reader is not left waiting.
+  const onAbort = () => {
+    onCancel();
+    closeBody();
   };
   return new ReadableStream<Uint8Array>(
     {
       start(controller) {
         const queued = () => Math.max(0, BODY_HIGH_WATER_MARK - (controller.desiredSize ?? 0));
+        closeBody = () => {
+          try {
+            controller.close();
+          } catch {
+            // Already closed, errored or cancelled.
+          }
+        };
         const sink: ByteSink = {
           write(bytes) {
             try {
               controller.enqueue(bytes);
             } catch {
               // The runtime dropped the body without cancelling it; never throw into the hub's fan-out.
-              queueMicrotask(onAbort);
+              queueMicrotask(onCancel);
               return false;
             }
             return (controller.desiredSize ?? 0) > 0;
@@ -125,7 +139,7 @@ function eventStream<M extends EventMapBase>(
         resume();
       },
       cancel() {
-        onAbort();
+        onCancel();
       },
     },
     { highWaterMark: BODY_HIGH_WATER_MARK, size: (chunk) => chunk.byteLength },
