@@ -1,11 +1,10 @@
 import http from 'node:http';
-import net from 'node:net';
 import zlib from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EventSource } from 'eventsource';
 import { EventManager, type EventManagerOptions } from '../src/index.js';
 import { ADAPTERS, type Adapter, type NeutralOptions, type RequestInfo } from './adapters.js';
-import { openStream, payloads, sleep, waitUntil, type TestServer } from './helpers.js';
+import { openStream, payloads, sleep, stalledClient, waitUntil, type TestServer } from './helpers.js';
 
 /**
  * The conformance suite: every case runs against every adapter, so that no
@@ -355,14 +354,8 @@ describe.each(ADAPTERS)('$name', (adapter: Adapter) => {
       const { hub, server } = await setup({ maxUnsentBytes: 256 * 1024 });
       const reader = await openStream(`${server.url}/events?stream=a`);
       cleanups.push(() => reader.close());
-      // A raw socket that sends the request and then never reads a byte.
-      const stalled = net.connect(server.port, '127.0.0.1');
-      stalled.pause();
-      let stalledClosed = false;
-      stalled.on('close', () => (stalledClosed = true));
-      stalled.on('error', () => {});
-      stalled.write('GET /events?stream=a HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n');
-      cleanups.push(() => void stalled.destroy());
+      const stalled = stalledClient(server.port, '/events?stream=a');
+      cleanups.push(() => void stalled.socket.destroy());
       await waitUntil(() => hub.stats().connections === 2);
       const chunk = 'x'.repeat(4000);
       const total = 4000; // 16 MB: more than any loopback socket buffer holds
@@ -373,8 +366,8 @@ describe.each(ADAPTERS)('$name', (adapter: Adapter) => {
       await reader.waitFor((c) => c.events.length === total, 20_000, 'the reading client to get every event');
       await waitUntil(() => hub.stats().dropped === 1, 5000, 'the stalled client to be cut off');
       // Reading now finds the end of a stream the server tore down.
-      stalled.resume();
-      await waitUntil(() => stalledClosed, 5000, 'the stalled socket to see the close');
+      stalled.socket.resume();
+      await waitUntil(() => stalled.closed, 5000, 'the stalled socket to see the close');
       expect(reader.events.map((e) => Number(e.data.split(':')[0]))).toEqual(range(0, total));
       expect(hub.stats()).toMatchObject({ dropped: 1, connections: 1 });
     }, 30_000);

@@ -1,10 +1,9 @@
-import net from 'node:net';
 import { Writable } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EventManager } from '../src/index.js';
 import ssecastFastify, { type SsecastFastifyOptions } from '../src/adapters/fastify.js';
-import { openStream, payloads, waitUntil } from './helpers.js';
+import { openStream, payloads, stalledClient, waitUntil } from './helpers.js';
 
 /**
  * The Fastify plugin as Fastify users run it: `app.listen`, `app.close`,
@@ -152,14 +151,8 @@ describe('Fastify 5 plugin', () => {
 
     const reader = await openStream(`http://127.0.0.1:${port}/events?stream=a`);
     cleanups.push(() => reader.close());
-    // A raw socket that sends the request and then never reads a byte.
-    const stalled = net.connect(port, '127.0.0.1');
-    stalled.pause();
-    let stalledClosed = false;
-    stalled.on('close', () => (stalledClosed = true));
-    stalled.on('error', () => {});
-    stalled.write('GET /events?stream=a HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n');
-    cleanups.push(() => void stalled.destroy());
+    const stalled = stalledClient(port, '/events?stream=a');
+    cleanups.push(() => void stalled.socket.destroy());
     await waitUntil(() => hub.stats().connections === 2, 5000, 'both clients to subscribe');
 
     // Fill the socket buffers until the stalled client is past its bound (give up, and fail, after 64 MB).
@@ -181,8 +174,8 @@ describe('Fastify 5 plugin', () => {
     expect(warnings[0]?.reqId).toEqual(expect.any(String));
     expect(log.lines.filter((line) => line.level >= ERROR)).toEqual([]);
     // The server tore the response down: a client that reads now finds the end.
-    stalled.resume();
-    await waitUntil(() => stalledClosed, 5000, 'the stalled socket to close');
+    stalled.socket.resume();
+    await waitUntil(() => stalled.closed, 5000, 'the stalled socket to close');
   });
 
   it('serves two registrations at different paths in one app', async () => {

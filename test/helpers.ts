@@ -1,5 +1,5 @@
 import http from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import net, { type AddressInfo, type Socket } from 'node:net';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 
 export interface TestServer {
@@ -128,4 +128,21 @@ export function sleep(ms: number): Promise<void> {
 /** The `data` of every non-control event, JSON-parsed. */
 export function payloads<T = unknown>(events: ParsedEvent[]): T[] {
   return events.filter((e) => e.event !== 'resync').map((e) => JSON.parse(e.data) as T);
+}
+
+export interface StalledClient {
+  socket: Socket;
+  /** True once the server has torn the connection down. */
+  readonly closed: boolean;
+}
+
+/** A raw socket that sends an SSE request and then never reads a byte: the slow consumer. */
+export function stalledClient(port: number, path: string): StalledClient {
+  const socket = net.connect(port, '127.0.0.1');
+  socket.pause();
+  const client = { socket, closed: false };
+  socket.on('close', () => (client.closed = true));
+  socket.on('error', () => {});
+  socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n`);
+  return client;
 }
