@@ -9,3 +9,4 @@ export type { Backend, BackendContext, EventDraft, ReadQuery, ReadResult, Stored
 export { frameFor } from './core/backend.js';
 export { MemoryBackend, type MemoryBackendOptions } from './backends/memory.js';
 export type { EventMapBase, EventOf, PublishedEvent, ResyncData, ResyncEvent, ResyncReason, SubscriptionEvent } from './core/types.js';
+export { redactSecrets, redactDeep, REDACTED } from './core/redact.js';

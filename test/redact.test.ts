@@ -1,0 +1,54 @@
+import { describe, expect, it } from 'vitest';
+import { REDACTED, redactDeep, redactSecrets } from '../src/index.js';
+
+// Fake credentials in the real shapes; none is valid anywhere.
+const GHP = 'ghp_' + 'a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8';
+const PAT = 'github_pat_' + '11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789';
+const JWT = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSIsImFnZW50cyI6WyJhMSJdfQ.c2lnbmF0dXJlLXNpZ25hdHVyZQ';
+
+describe('redactSecrets on realistic command output', () => {
+  it.each([
+    ['git push over https with a token', `To https://x-access-token:${GHP}@github.com/acme/app.git`, 'To https://[REDACTED]@github.com/acme/app.git'],
+    ['a remote URL with user and password', 'fatal: unable to access https://bot:s3cr3t-pass@git.example.com/r.git/', 'fatal: unable to access https://[REDACTED]@git.example.com/r.git/'],
+    ['x-access-token without a scheme', `remote: x-access-token:${GHP}@github.com`, 'remote: x-access-token:[REDACTED]@github.com'],
+    ['a classic GitHub token printed by env', `GH_TOKEN=${GHP}`, 'GH_TOKEN=[REDACTED]'],
+    ['a fine-grained GitHub token in JSON', `{"auth": "${PAT}"}`, '{"auth": "[REDACTED]"}'],
+    ['a curl -v Authorization header', `> Authorization: Bearer ${GHP}`, '> Authorization: [REDACTED]'],
+    ['a Bearer credential in a log line', `calling api with Bearer ${JWT} now`, 'calling api with Bearer [REDACTED] now'],
+    ['a JWT on its own', `token=${JWT}`, 'token=[REDACTED]'],
+    ['an AWS access key id', 'aws_access_key_id = AKIAIOSFODNN7EXAMPLE', 'aws_access_key_id = [REDACTED]'],
+    ['a Slack bot token', 'SLACK=xoxb-1234567890-abcdefghijkl', 'SLACK=[REDACTED]'],
+    ['an OpenAI-style key', 'using key sk-proj-abcdefghijklmnopqrstuvwxyz123456', 'using key [REDACTED]'],
+    ['an npm token in .npmrc', '//registry/:_authToken=npm_abcdefghijklmnopqrstuvwxyz0123456789', '//registry/:_authToken=[REDACTED]'],
+    ['a password assignment', 'DB_PASSWORD="hunter2!"', 'DB_PASSWORD="[REDACTED]"'],
+  ])('hides %s', (_what, input, expected) => {
+    expect(redactSecrets(input)).toBe(expected);
+  });
+
+  it('hides a PEM private key across lines', () => {
+    const pem = '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\nAAAABG5vbmU=\n-----END OPENSSH PRIVATE KEY-----';
+    expect(redactSecrets(`key:\n${pem}\ndone`)).toBe(`key:\n${REDACTED}\ndone`);
+  });
+
+  it('leaves ordinary output alone', () => {
+    const lines = [
+      'added 312 packages, and audited 313 packages in 4s',
+      'Receiving objects:  45% (90/200), 1.20 MiB | 2.40 MiB/s',
+      '[main 3f2a9c1] Add login form',
+      'max_tokens=4096 temperature=0.2',
+      'Bearer authentication is configured',
+      'To /tmp/agent-work/remote.git',
+      ' ✓ test/auth.test.ts (12 tests) 340ms',
+      'https://github.com/acme/app/pull/7',
+    ];
+    for (const line of lines) expect(redactSecrets(line)).toBe(line);
+  });
+
+  it('redacts every string in an event payload and leaves other values', () => {
+    const when = new Date(0);
+    const data = { sandbox_id: 's1', output: `export GITHUB_TOKEN=${GHP}\n`, lines: [`x ${PAT}`], progress: 45, when };
+    expect(redactDeep(data)).toEqual({ sandbox_id: 's1', output: 'export GITHUB_TOKEN=[REDACTED]\n', lines: [`x ${REDACTED}`], progress: 45, when });
+    expect(redactDeep(data).when).toBe(when);
+    expect(data.output).toContain(GHP);
+  });
+});
