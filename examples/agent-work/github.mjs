@@ -47,9 +47,11 @@ export class GitHubService {
  * /repos/{owner}/{repo}/pulls`, answered the way GitHub answers it (201, 401,
  * 422), plus a page for each pull request's `html_url`. Pull requests are
  * kept in memory, at most `maxPulls` of them.
- * @param {{ webBase: string, maxPulls?: number }} options  where `html_url`s point
+ * @param {{ webBase: string | (() => string), maxPulls?: number }} options  where `html_url`s point
+ *   (a function when the server's address is known only once it listens)
  */
 export function fakeGitHub({ webBase, maxPulls = 1000 }) {
+  const webUrl = () => (typeof webBase === 'function' ? webBase() : webBase);
   const router = express.Router();
   /** @type {Map<string, { number: number, title: string, head: string, base: string, body: string }>} */
   const pulls = new Map();
@@ -72,7 +74,7 @@ export function fakeGitHub({ webBase, maxPulls = 1000 }) {
       state: 'open',
       title,
       body,
-      html_url: `${webBase}/${req.params.owner}/${req.params.repo}/pull/${number}`,
+      html_url: `${webUrl()}/${req.params.owner}/${req.params.repo}/pull/${number}`,
       head: { ref: head },
       base: { ref: base },
     });
