@@ -9,7 +9,7 @@ afterEach(async () => {
   while (cleanups.length) await cleanups.pop()?.();
 });
 
-describe('the quick start (npm run example)', () => {
+describe('the quick start (npm run example:quickstart)', () => {
   it('streams what is published to a curl-style client, and answers bad input with 400', async () => {
     const child = spawn(process.execPath, [server], { env: { ...process.env, PORT: '0' }, stdio: ['ignore', 'pipe', 'inherit'] });
     cleanups.push(() => child.kill());

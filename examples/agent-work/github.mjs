@@ -33,7 +33,8 @@ export class GitHubService {
       response = await this.octokit.rest.pulls.create({ owner: this.owner, repo: this.repo, head, base, title, body });
     } catch (error) {
       const status = /** @type {{ status?: number }} */ (error).status;
-      const message = redactSecrets(/** @type {Error} */ (error).message ?? String(error));
+      // Octokit's message can carry a whole error page; the stream gets its start.
+      const message = redactSecrets(String(/** @type {Error} */ (error).message ?? error)).slice(0, 300);
       throw new Error(`pull request failed${status ? ` (${status})` : ''}: ${message}`);
     }
     const { number, html_url: url } = response.data;

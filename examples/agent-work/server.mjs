@@ -1,0 +1,152 @@
+// The Agent Work backend: an Express app that streams an AI coding agent's
+// work to a browser page, built on ssecast the way a user would build it.
+//   node examples/agent-work/server.mjs      (npm run example builds first)
+// Environment: PORT (8000), HOST (127.0.0.1), SSE_JWT_SECRET (auth on when set),
+// E2B_API_KEY (E2B sandboxes instead of local processes), GITHUB_API_URL,
+// GITHUB_TOKEN, GITHUB_REPOSITORY (owner/repo), SSE_RETRY_MS (3000).
+import fs from 'node:fs/promises';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import express from 'express';
+import { EventManager } from 'ssecast';
+import { sse } from 'ssecast/express';
+import { keyFor, principalOf, tokenOf } from './auth.mjs';
+import { createBareRemote } from './git.mjs';
+import { fakeGitHub } from './github.mjs';
+import { createMetrics } from './metrics.mjs';
+import { createSandboxProvider } from './sandbox.mjs';
+import { AGENT_ID, DEFAULT_COMMAND, TaskError, TaskRunner } from './tasks.mjs';
+
+const MAX_COMMAND_LENGTH = 4096;
+const PUBLIC_DIR = fileURLToPath(new URL('./public/', import.meta.url));
+
+/**
+ * Builds the app. Listening is the caller's: `listen()` below, or a test's
+ * own server.
+ * @param {{ env?: NodeJS.ProcessEnv, log?: Pick<Console, 'log' | 'warn' | 'error'> }} [options]
+ */
+export async function createAgentWorkApp({ env = process.env, log = console } = {}) {
+  const hub = new EventManager({ historySize: 500, replay: 200, heartbeatMs: 15_000 });
+  const metrics = createMetrics(hub);
+  const key = env.SSE_JWT_SECRET ? keyFor(env.SSE_JWT_SECRET) : undefined;
+  const workRoot = await fs.mkdtemp(path.join(os.tmpdir(), 'agent-work-remote-'));
+  const remote = await createBareRemote(workRoot);
+  /** The server's own origin, known once it listens; the in-process GitHub needs it. */
+  let origin = '';
+  const [owner, repo] = /^[\w.-]+\/[\w.-]+$/.test(env.GITHUB_REPOSITORY ?? '') ? String(env.GITHUB_REPOSITORY).split('/') : ['acme', 'agent-work-demo'];
+  const runner = new TaskRunner({
+    hub,
+    metrics,
+    sandboxProvider: createSandboxProvider(env),
+    remoteUrl: remote.url,
+    github: {
+      get baseUrl() {
+        return env.GITHUB_API_URL ?? `${origin}/github-api`;
+      },
+      token: env.GITHUB_TOKEN ?? 'ghp_in_process_example_token_0000000000',
+      owner,
+      repo,
+    },
+    log,
+  });
+
+  /** @param {import('express').Request} req */
+  const principal = (req) =>
+    key ? principalOf(tokenOf({ header: (name) => req.get(name), query: (name) => new URL(req.originalUrl, 'http://x').searchParams.get(name) }), key) : undefined;
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.get('/healthz', (_req, res) => res.json({ ok: true }));
+  app.get('/metrics', async (_req, res) => {
+    res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+  app.get(
+    '/api/v1/sse',
+    sse(hub, {
+      streams: (req) => new URL(req.originalUrl, 'http://x').searchParams.getAll('agent_id'),
+      ...(key ? { authorize: principal } : {}),
+      maxConnectionsPerPrincipal: 10,
+      retryMs: Number(env.SSE_RETRY_MS ?? 3000),
+    }),
+  );
+  app.post('/api/v1/agents/:agentId/tasks', express.json({ limit: '16kb' }), async (req, res) => {
+    const { agentId } = req.params;
+    if (!AGENT_ID.test(agentId)) return res.status(400).json({ error: 'bad_request', message: 'agent ids are 1 to 64 of A-Z, a-z, 0-9, _ and -' });
+    if (key) {
+      const who = await principal(req);
+      if (!who) return res.status(401).json({ error: 'unauthorized', message: 'authentication required' });
+      if (who.streams !== '*' && !who.streams.includes(agentId)) {
+        return res.status(403).json({ error: 'forbidden', message: `not allowed to run tasks for ${agentId}` });
+      }
+    }
+    const command = req.body?.command ?? DEFAULT_COMMAND;
+    if (typeof command !== 'string' || command.trim() === '' || command.length > MAX_COMMAND_LENGTH) {
+      return res.status(400).json({ error: 'bad_request', message: `command must be a non-empty string of at most ${MAX_COMMAND_LENGTH} characters` });
+    }
+    try {
+      res.status(202).json(runner.start(agentId, command));
+    } catch (error) {
+      if (error instanceof TaskError) return res.status(429).json({ error: 'too_many_tasks', message: error.message });
+      throw error;
+    }
+  });
+  if (!env.GITHUB_API_URL) {
+    const github = fakeGitHub({ webBase: () => `${origin}/github` });
+    app.use('/github-api', github);
+    app.use('/github', github);
+  }
+  app.use(express.static(PUBLIC_DIR, { index: 'index.html' }));
+  // Malformed JSON and the like: a JSON answer, never a stack trace.
+  app.use((/** @type {any} */ error, /** @type {any} */ _req, /** @type {import('express').Response} */ res, /** @type {any} */ _next) => {
+    const status = typeof error?.status === 'number' && error.status < 500 ? error.status : 500;
+    if (status === 500) log.error('[agent-work]', error);
+    res.status(status).json({ error: status === 500 ? 'internal_error' : 'bad_request', message: status === 500 ? 'something went wrong' : String(error.message) });
+  });
+
+  return {
+    app,
+    hub,
+    runner,
+    auth: Boolean(key),
+    /** Tells the app where it is reachable (the in-process GitHub builds URLs from it). */
+    setOrigin(/** @type {string} */ value) {
+      origin = value;
+    },
+    async close() {
+      await runner.idle();
+      await hub.close();
+      await fs.rm(workRoot, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * Starts the example on PORT/HOST and prints where.
+ * @param {NodeJS.ProcessEnv} env
+ */
+export async function listen(env = process.env) {
+  const agentWork = await createAgentWorkApp({ env });
+  const server = http.createServer(agentWork.app);
+  const host = env.HOST ?? '127.0.0.1';
+  await new Promise((resolve) => server.listen(Number(env.PORT ?? 8000), host, () => resolve(undefined)));
+  const { port } = /** @type {import('node:net').AddressInfo} */ (server.address());
+  const origin = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  agentWork.setOrigin(origin);
+  console.log(`Agent Work is live on ${origin}/  (stream: ${origin}/api/v1/sse?agent_id=agent-1)`);
+  if (!agentWork.auth) console.warn('SSE_JWT_SECRET is not set: the stream and the task API are open to anyone who can reach this address.');
+  if (!['127.0.0.1', 'localhost', '::1'].includes(host)) {
+    console.warn(`Listening on ${host}: POST /api/v1/agents/:id/tasks runs shell commands on this machine. Set SSE_JWT_SECRET.`);
+  }
+  const shutdown = async () => {
+    server.close();
+    await agentWork.close();
+    process.exit(0);
+  };
+  process.once('SIGINT', shutdown);
+  process.once('SIGTERM', shutdown);
+  return { server, origin, ...agentWork };
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await listen();
