@@ -136,7 +136,7 @@ export async function listen(env = process.env) {
   agentWork.setOrigin(origin);
   console.log(`Agent Work is live on ${origin}/  (stream: ${origin}/api/v1/sse?agent_id=agent-1)`);
   if (!agentWork.auth) console.warn('SSE_JWT_SECRET is not set: the stream and the task API are open to anyone who can reach this address.');
-  if (!['127.0.0.1', 'localhost', '::1'].includes(host)) {
+  if (!agentWork.auth && !['127.0.0.1', 'localhost', '::1'].includes(host)) {
     console.warn(`Listening on ${host}: POST /api/v1/agents/:id/tasks runs shell commands on this machine. Set SSE_JWT_SECRET.`);
   }
   const shutdown = async () => {
