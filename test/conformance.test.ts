@@ -307,17 +307,18 @@ describe.each(ADAPTERS)('$name', (adapter: Adapter) => {
 
   describe('heartbeats', () => {
     it('sends :heartbeat to an idle connection and not to a busy one', async () => {
-      const { hub, url } = await setup({ heartbeatMs: 80 });
+      const { hub, url } = await setup({ heartbeatMs: 100 });
       const idle = await openStream(url('stream=quiet'));
       const busy = await openStream(url('stream=busy'));
       cleanups.push(() => idle.close(), () => busy.close());
       await waitUntil(() => hub.stats().connections === 2);
-      const pump = setInterval(() => void hub.publish('busy', 'note', 'x'), 15);
-      await sleep(400);
+      const pump = setInterval(() => void hub.publish('busy', 'note', 'x'), 10);
+      const heartbeats = (client: typeof idle) => client.comments.filter((c) => c === 'heartbeat').length;
+      await waitUntil(() => heartbeats(idle) >= 5, 10_000, 'five heartbeats on the idle connection');
       clearInterval(pump);
-      expect(idle.comments.filter((c) => c === 'heartbeat').length).toBeGreaterThanOrEqual(2);
       expect(idle.raw).toContain('\n\n:heartbeat\n\n');
-      expect(busy.comments).toEqual([]);
+      // A machine stalled for a whole interval may owe the busy one a single heartbeat; never more.
+      expect(heartbeats(busy)).toBeLessThanOrEqual(1);
       expect(busy.events.length).toBeGreaterThan(10);
     });
 

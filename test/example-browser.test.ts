@@ -1,0 +1,311 @@
+// The Agent Work page in a real browser (Debian's Chromium driven by
+// playwright-core): a task's progress, output and pull request as a user sees
+// them, output that looks like HTML shown as text, and a dropped stream that
+// resumes with Last-Event-ID without repeating or losing a line.
+import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createAgentWorkApp } from '../examples/agent-work/server.mjs';
+
+const CHROMIUM = '/usr/bin/chromium';
+const hasChromium = fs.existsSync(CHROMIUM);
+if (!hasChromium) {
+  console.warn(
+    [
+      '',
+      '!'.repeat(100),
+      `!!! Chromium not found at ${CHROMIUM}: browser tests SKIPPED (install Debian's chromium; .ci/run does)`,
+      '!'.repeat(100),
+      '',
+    ].join('\n'),
+  );
+}
+
+const ARTIFACTS = fileURLToPath(new URL('./artifacts/', import.meta.url));
+/** Generous: a slow CI machine must not fail these, only a broken page or server. */
+const WAIT = { timeout: 20_000 } as const;
+const XSS_LINE = '<img src=x onerror="window.__xss=1">';
+
+interface SseRequest {
+  agents: string[];
+  lastEventId: string | undefined;
+}
+
+interface Harness {
+  url: string;
+  page: Page;
+  /** Every request for the SSE endpoint, in arrival order. */
+  sseRequests: SseRequest[];
+  /** Uncaught exceptions in the page. */
+  pageErrors: string[];
+  /** What the app logged as an error. */
+  appErrors: unknown[][];
+  /** The app's hub (its counters tell whether a resume had to resync). */
+  hub: { stats(): { resyncs: number; connections: number } };
+  /** Destroys the server side of every socket that carried an SSE request; returns how many. */
+  dropSse(): number;
+}
+
+interface TerminalLine {
+  stream: string;
+  text: string;
+}
+
+declare global {
+  interface Window {
+    __xss?: unknown;
+    __states?: string[];
+    __received?: { type: string; id: string }[];
+  }
+}
+
+describe.skipIf(!hasChromium)('the Agent Work page in Chromium', () => {
+  let browser: Browser;
+  const cleanups: (() => unknown)[] = [];
+
+  beforeAll(async () => {
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
+    });
+  }, 30_000);
+
+  afterEach(async () => {
+    while (cleanups.length) await cleanups.pop()?.();
+  }, 30_000);
+
+  afterAll(async () => {
+    await browser?.close();
+  }, 30_000);
+
+  /** A fresh app on its own port, and a fresh browser context with one page. */
+  async function start(): Promise<Harness> {
+    const appErrors: unknown[][] = [];
+    const log = {
+      log: () => {},
+      warn: (...args: unknown[]) => console.warn(...args),
+      error: (...args: unknown[]) => {
+        appErrors.push(args);
+        console.error(...args);
+      },
+    };
+    const aw = await createAgentWorkApp({ env: { SSE_RETRY_MS: '200' }, log });
+    const server = http.createServer(aw.app);
+    const sockets = new Set<Socket>();
+    const sseSockets = new Set<Socket>();
+    const sseRequests: SseRequest[] = [];
+    server.on('connection', (socket) => {
+      sockets.add(socket);
+      socket.on('close', () => {
+        sockets.delete(socket);
+        sseSockets.delete(socket);
+      });
+    });
+    server.on('request', (req: http.IncomingMessage) => {
+      if (!req.url?.startsWith('/api/v1/sse')) return;
+      sseSockets.add(req.socket);
+      const header = req.headers['last-event-id'];
+      sseRequests.push({
+        agents: new URL(req.url, 'http://x').searchParams.getAll('agent_id'),
+        lastEventId: Array.isArray(header) ? header[0] : header,
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    aw.setOrigin(url);
+    // Cleanups run last-in first-out: the page goes first, then the server, then the app.
+    cleanups.push(async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await aw.close();
+    });
+
+    const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
+    cleanups.push(() => context.close());
+    // Records every event the page's EventSource receives, before the page's own
+    // duplicate filter: what crossed the wire, reconnects included.
+    await context.addInitScript(() => {
+      const Native = window.EventSource;
+      const received: { type: string; id: string }[] = (window.__received = []);
+      window.EventSource = class extends Native {
+        constructor(url: string | URL, init?: EventSourceInit) {
+          super(url, init);
+          for (const type of ['sandbox_status', 'git_operation', 'command_output', 'pr_created', 'resync']) {
+            this.addEventListener(type, (event) => received.push({ type, id: (event as MessageEvent).lastEventId }));
+          }
+        }
+      };
+    });
+    const page = await context.newPage();
+    const pageErrors: string[] = [];
+    page.on('pageerror', (error) => pageErrors.push(String(error)));
+    return {
+      url,
+      page,
+      sseRequests,
+      pageErrors,
+      appErrors,
+      hub: aw.hub,
+      dropSse() {
+        const count = sseSockets.size;
+        for (const socket of sseSockets) socket.destroy();
+        sseSockets.clear();
+        return count;
+      },
+    };
+  }
+
+  async function openConnected(page: Page, url: string): Promise<void> {
+    await page.goto(url);
+    await page.waitForFunction(() => document.querySelector('#connection')?.textContent === 'connected', null, WAIT);
+  }
+
+  async function runTask(page: Page, command: string): Promise<void> {
+    await page.fill('#command', command);
+    await page.click('#run');
+  }
+
+  /** Waits for the task to end: a pull request link and the sandbox stopped. */
+  async function waitForTaskEnd(page: Page): Promise<void> {
+    await page.waitForFunction(
+      () => document.querySelector('#pr a') !== null && (document.querySelector('#sandbox') as HTMLElement | null)?.dataset.state === 'stopped',
+      null,
+      WAIT,
+    );
+  }
+
+  /** The terminal's lines: command_output carries each line with its "\n", which the <pre> renders as a break. */
+  async function terminalLines(page: Page): Promise<TerminalLine[]> {
+    const spans = await page.$$eval('#terminal > span', (elements) => elements.map((span) => ({ stream: span.className, text: span.textContent ?? '' })));
+    for (const span of spans) expect(span.text).toMatch(/\n$/);
+    return spans.map((span) => ({ stream: span.stream, text: span.text.replace(/\n$/, '') }));
+  }
+
+  it('shows a task from sandbox to pull request, with output that looks like HTML as text', async () => {
+    const { url, page, pageErrors, appErrors } = await start();
+    await openConnected(page, `${url}/?agent_id=agent-1`);
+    expect(await page.inputValue('#agent')).toBe('agent-1');
+
+    // printf's own quoting keeps the shell from ever seeing the markup as syntax.
+    await runTask(page, `printf '%s\\n' one two; printf '%s\\n' '${XSS_LINE}'; echo oops 1>&2`);
+
+    for (const operation of ['clone', 'push']) {
+      await page.waitForFunction(
+        (op) => (document.querySelector(`#git .op[data-operation="${op}"] progress`) as HTMLProgressElement | null)?.value === 100,
+        operation,
+        WAIT,
+      );
+    }
+    await waitForTaskEnd(page);
+
+    const git = await page.$$eval('#git .op', (rows) =>
+      rows.map((row) => ({
+        operation: (row as HTMLElement).dataset.operation,
+        status: (row as HTMLElement).dataset.status,
+        value: row.querySelector('progress')?.value,
+        percent: row.querySelector('.percent')?.textContent,
+      })),
+    );
+    expect(git.map((row) => row.operation)).toEqual(['clone', 'branch', 'commit', 'push']);
+    for (const row of git) expect(row).toMatchObject({ status: 'completed', value: 100, percent: '100 %' });
+
+    // stdout and stderr are separate pipes, so only each stream's own order is certain.
+    const lines = await terminalLines(page);
+    expect(lines).toHaveLength(4);
+    expect(lines.filter((line) => line.stream === 'stdout').map((line) => line.text)).toEqual(['one', 'two', XSS_LINE]);
+    expect(lines.filter((line) => line.stream === 'stderr').map((line) => line.text)).toEqual(['oops']);
+
+    const dom = await page.evaluate(() => ({
+      terminalText: document.querySelector('#terminal')?.textContent ?? '',
+      images: document.querySelectorAll('#terminal img').length,
+      terminalElements: [...document.querySelectorAll('#terminal *')].map((el) => el.tagName),
+      xss: window.__xss,
+    }));
+    expect(dom.terminalText).toContain(XSS_LINE);
+    expect(dom.images).toBe(0);
+    expect(new Set(dom.terminalElements)).toEqual(new Set(['SPAN']));
+    expect(dom.xss).toBeUndefined();
+
+    const link = page.locator('#pr a');
+    const href = await link.getAttribute('href');
+    expect(href).toMatch(/\/pull\/\d+$/);
+    const number = /\/pull\/(\d+)$/.exec(href ?? '')?.[1];
+    expect(await link.textContent()).toBe(`Pull request #${number}`);
+    expect(await page.locator('#sandbox').getAttribute('data-state')).toBe('stopped');
+    expect(await page.locator('#sandbox').textContent()).toBe('stopped');
+    expect(await page.locator('#task-error').isHidden()).toBe(true);
+    expect(await page.locator('#connection').textContent()).toBe('connected');
+
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: `${ARTIFACTS}agent-work.png`, fullPage: true });
+
+    expect(pageErrors).toEqual([]);
+    expect(appErrors).toEqual([]);
+  }, 60_000);
+
+  it('resumes a dropped stream with Last-Event-ID: every line once, in order', async () => {
+    const { url, page, sseRequests, pageErrors, appErrors, hub, dropSse } = await start();
+    await openConnected(page, `${url}/?agent_id=agent-2`);
+    // Every state #connection takes from now on (a MutationObserver sees each change, however brief).
+    await page.evaluate(() => {
+      const pill = document.querySelector('#connection') as HTMLElement;
+      const states = (window.__states = [String(pill.dataset.state)]);
+      new MutationObserver((records) => {
+        records.forEach((_record, i) => states.push(String(records[i + 1]?.oldValue ?? pill.dataset.state)));
+      }).observe(pill, { attributes: true, attributeFilter: ['data-state'], attributeOldValue: true });
+    });
+
+    await runTask(page, 'for i in $(seq 1 40); do echo "line $i"; sleep 0.05; done');
+    await page.waitForFunction(() => [...document.querySelectorAll('#terminal > span')].some((span) => span.textContent === 'line 10\n'), null, WAIT);
+    const before = sseRequests.length;
+    expect(dropSse()).toBeGreaterThanOrEqual(1);
+    const shownAtDrop = (await terminalLines(page)).length;
+
+    await page.waitForFunction(
+      () => {
+        const states = window.__states ?? [];
+        const dropped = states.indexOf('reconnecting');
+        return dropped !== -1 && states.indexOf('connected', dropped) !== -1;
+      },
+      null,
+      WAIT,
+    );
+    await waitForTaskEnd(page);
+
+    const lines = await terminalLines(page);
+    expect(lines.map((line) => line.text)).toEqual(Array.from({ length: 40 }, (_, i) => `line ${i + 1}`));
+    expect(lines.every((line) => line.stream === 'stdout')).toBe(true);
+    expect(await page.locator('#pr a').getAttribute('href')).toMatch(/\/pull\/\d+$/);
+    expect(await page.locator('#connection').textContent()).toBe('connected');
+
+    const agent2 = sseRequests.filter((request) => request.agents.includes('agent-2'));
+    expect(agent2.length).toBeGreaterThanOrEqual(2);
+    expect(agent2[0]?.lastEventId).toBeUndefined();
+    const resumed = sseRequests.slice(before);
+    expect(resumed.length).toBeGreaterThanOrEqual(1);
+    expect(resumed[0]?.agents).toEqual(['agent-2']);
+    expect(resumed[0]?.lastEventId).toMatch(/^[0-9a-z]+\.[1-9]\d*$/);
+
+    // On the wire too, not only on screen: the resume sent nothing twice and needed no resync.
+    const received = await page.evaluate(() => window.__received ?? []);
+    const output = received.filter((event) => event.type === 'command_output');
+    expect(output).toHaveLength(40);
+    expect(new Set(output.map((event) => event.id)).size).toBe(40);
+    expect(new Set(received.map((event) => event.id)).size).toBe(received.length);
+    expect(received.filter((event) => event.type === 'resync')).toEqual([]);
+    expect(hub.stats().resyncs).toBe(0);
+    // The dropped connection's subscription was let go: only the page's live one is left.
+    for (let tries = 0; hub.stats().connections !== 1 && tries < 100; tries++) await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(hub.stats().connections).toBe(1);
+
+    // For the record (not asserted: it depends on the machine's speed).
+    const states = await page.evaluate(() => window.__states ?? []);
+    console.info(`[example-browser] dropped after ${shownAtDrop}/40 lines; states ${states.join(' → ')}; SSE requests ${sseRequests.length}`);
+
+    expect(pageErrors).toEqual([]);
+    expect(appErrors).toEqual([]);
+  }, 60_000);
+});
