@@ -239,6 +239,12 @@ describe('providers', () => {
     expect(() => new E2BSandbox()).toThrow(/E2B_API_KEY/);
   });
 
+  it('has the official e2b SDK that E2BSandbox loads, with the API it calls', async () => {
+    const e2b = await import('e2b');
+    expect(typeof e2b.Sandbox.create).toBe('function');
+    expect(typeof e2b.Sandbox.prototype.kill).toBe('function');
+  });
+
   it('createSandboxProvider picks E2B only when E2B_API_KEY is set', () => {
     expect(createSandboxProvider({})).toBeInstanceOf(LocalSandbox);
     expect(createSandboxProvider({ E2B_API_KEY: '' })).toBeInstanceOf(LocalSandbox);

@@ -2,7 +2,7 @@
 // their output becomes `sandbox_status` / `command_output` events.
 //
 //   LocalSandbox   - a temp directory + real child processes (the default, no account needed)
-//   E2BSandbox     - an E2B cloud sandbox (used when E2B_API_KEY is set; needs `npm i e2b`)
+//   E2BSandbox     - an E2B cloud sandbox (used when E2B_API_KEY is set; the `e2b` package is a dev dependency here)
 //   SandboxService - wraps a provider and publishes lifecycle + output events, in order.
 //
 // Types live in sandbox.d.mts next to this file; the JSDoc below mirrors them.
