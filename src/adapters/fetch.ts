@@ -4,7 +4,7 @@ import type { EventMapBase } from '../core/types.js';
 import { acceptsGzip, gzipSettings, gzipTransport, type ByteSink } from './compression.js';
 import { SseConnection, type SseTransport } from './connection.js';
 import { reject, SseGate, type Admission, type SseHandlerOptions } from './gate.js';
-import { rejectionHeaders, SSE_HEADERS, type Rejection } from './reject.js';
+import { rejectionHeaders, streamHeaders, type Rejection } from './reject.js';
 
 export type { Principal, SseHandlerOptions } from './gate.js';
 export type { CompressOptions } from './compression.js';
@@ -51,10 +51,8 @@ export function createFetchHandler<M extends EventMapBase = EventMapBase>(
     }
     if (!outcome.ok) return rejectionResponse(outcome);
     const zlib = gzip && acceptsGzip(request.headers.get('accept-encoding') ?? undefined) ? nodeZlib() : undefined;
-    const headers: Record<string, string> = { ...SSE_HEADERS };
-    if (gzip) headers.vary = 'accept-encoding';
-    if (zlib) headers['content-encoding'] = 'gzip';
-    return new Response(eventStream(hub, request, outcome, zlib && gzip ? { zlib, settings: gzip } : undefined), { status: 200, headers });
+    const body = eventStream(hub, request, outcome, zlib && gzip ? { zlib, settings: gzip } : undefined);
+    return new Response(body, { status: 200, headers: streamHeaders(gzip !== null, zlib !== undefined) });
   };
 }
 
@@ -111,7 +109,7 @@ function eventStream<M extends EventMapBase>(
         let transport: SseTransport = {
           write: (chunk) => sink.write(encoder.encode(chunk)),
           get bufferedBytes() {
-            return queued();
+            return sink.bufferedBytes;
           },
           end: sink.end,
           abort: sink.abort,

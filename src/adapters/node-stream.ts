@@ -7,8 +7,7 @@ import type { EventMapBase } from '../core/types.js';
 import { acceptsGzip, gzipSettings, gzipTransport, type CompressOptions } from './compression.js';
 import { SseConnection, type SseTransport } from './connection.js';
 import { SseGate, type Admission, type RequestView, type SseHandlerOptions } from './gate.js';
-import { reject, rejectionHeaders, SSE_HEADERS, type Rejection } from './reject.js';
-
+import { reject, rejectionHeaders, streamHeaders, type Rejection } from './reject.js';
 
 /** A request of `node:http` or of the `node:http2` compatibility API. */
 export type NodeRequest = IncomingMessage | Http2ServerRequest;
@@ -78,9 +77,7 @@ export function openNodeStream<M extends EventMapBase>(
 ): SseConnection<M> {
   const http2 = req.httpVersionMajor >= 2;
   const compressed = gzip !== null && acceptsGzip(headerOf(req, 'accept-encoding'));
-  const headers: Record<string, string> = { ...SSE_HEADERS };
-  if (gzip) headers.vary = 'accept-encoding';
-  if (compressed) headers['content-encoding'] = 'gzip';
+  const headers = streamHeaders(gzip !== null, compressed);
   // Only HTTP/1.1 has keep-alive by this header; HTTP/2 forbids connection-specific headers.
   if (req.httpVersion === '1.1') headers.connection = 'keep-alive';
   (res as ServerResponse).writeHead(200, headers);

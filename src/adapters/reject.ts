@@ -37,3 +37,14 @@ export const SSE_HEADERS: Readonly<Record<string, string>> = Object.freeze({
   'cache-control': 'no-cache, no-transform',
   'x-accel-buffering': 'no',
 });
+
+/**
+ * The headers of a 200 event stream: `vary` whenever compression is offered,
+ * `content-encoding` when this response is gzipped.
+ */
+export function streamHeaders(compressOffered: boolean, gzipped: boolean): Record<string, string> {
+  const headers: Record<string, string> = { ...SSE_HEADERS };
+  if (compressOffered) headers.vary = 'accept-encoding';
+  if (gzipped) headers['content-encoding'] = 'gzip';
+  return headers;
+}

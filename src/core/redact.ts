@@ -56,8 +56,8 @@ const RULES: readonly Rule[] = [
  */
 export function redactSecrets(text: string): string {
   let out = text;
+  // replace() with a global pattern starts at 0 and resets lastIndex itself.
   for (const rule of RULES) {
-    rule.pattern.lastIndex = 0;
     out = out.replace(rule.pattern, rule.replace as (substring: string, ...args: string[]) => string);
   }
   return out;
