@@ -1,12 +1,9 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { EventManager } from '../src/index.js';
 import { createSseHandler } from '../src/adapters/node.js';
-import { openStream, startServer, waitUntil } from './helpers.js';
+import { cleanupAfterEach, openStream, startServer, waitUntil } from './helpers.js';
 
-const cleanups: (() => unknown)[] = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()?.();
-});
+const cleanups = cleanupAfterEach();
 
 describe('churn', () => {
   it('forgets 100,000 subscriptions that come and go, across 100,000 streams', async () => {

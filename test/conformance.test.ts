@@ -1,10 +1,10 @@
 import http from 'node:http';
 import zlib from 'node:zlib';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { EventSource } from 'eventsource';
 import { EventManager, type EventManagerOptions } from '../src/index.js';
 import { ADAPTERS, type Adapter, type NeutralOptions, type RequestInfo } from './adapters.js';
-import { openStream, payloads, sleep, stalledClient, waitUntil, type TestServer } from './helpers.js';
+import { cleanupAfterEach, openStream, payloads, sleep, stalledClient, waitUntil, type TestServer } from './helpers.js';
 
 /**
  * The conformance suite: every case runs against every adapter, so that no
@@ -14,10 +14,7 @@ import { openStream, payloads, sleep, stalledClient, waitUntil, type TestServer 
 
 type Events = { tick: { n: number }; note: string };
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()?.();
-});
+const cleanups = cleanupAfterEach();
 
 async function publishTicks(hub: EventManager<Events>, stream: string, from: number, to: number): Promise<string[]> {
   const ids: string[] = [];

@@ -1,17 +1,14 @@
 import http from 'node:http';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createAgentWorkApp } from '../examples/agent-work/server.mjs';
 import { issueToken, keyFor } from '../examples/agent-work/auth.mjs';
-import { listen, openStream, waitUntil, type ParsedEvent, type StreamClient, type TestServer } from './helpers.js';
+import { cleanupAfterEach, listen, openStream, waitUntil, type ParsedEvent, type StreamClient, type TestServer } from './helpers.js';
 
 const SECRET = 'agent-work-test-secret-at-least-32-bytes';
 const GHP = 'ghp_' + 'S3cr3tT0k3nV4lu3F0rT3st1ng0000000000';
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 
-const cleanups: (() => unknown)[] = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()?.();
-});
+const cleanups = cleanupAfterEach();
 
 async function start(env: Record<string, string> = {}): Promise<{ server: TestServer; base: string }> {
   const agentWork = await createAgentWorkApp({ env, log: { log() {}, warn() {}, error() {} } });

@@ -5,8 +5,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
-import { waitUntil } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { cleanupAfterEach, waitUntil } from './helpers.js';
 import {
   CLONE_WEIGHTS,
   GitError,
@@ -25,10 +25,7 @@ import {
  * temporary directories.
  */
 
-const cleanups: (() => unknown)[] = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()?.();
-});
+const cleanups = cleanupAfterEach();
 
 async function tempDir(): Promise<string> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'ssecast-git-'));

@@ -1,13 +1,10 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
-import { openStream, waitUntil } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { cleanupAfterEach, openStream, waitUntil } from './helpers.js';
 
 const server = fileURLToPath(new URL('../examples/quickstart/server.mjs', import.meta.url));
-const cleanups: (() => unknown)[] = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()?.();
-});
+const cleanups = cleanupAfterEach();
 
 describe('the quick start (npm run example:quickstart)', () => {
   it('streams what is published to a curl-style client, and answers bad input with 400', async () => {

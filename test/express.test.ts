@@ -3,10 +3,10 @@ import zlib from 'node:zlib';
 import compression from 'compression';
 import express5, { type ErrorRequestHandler } from 'express';
 import express4 from 'express4';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { EventManager } from '../src/index.js';
 import { sse } from '../src/adapters/express.js';
-import { listen, openStream, payloads, waitUntil, type TestServer } from './helpers.js';
+import { cleanupAfterEach, listen, openStream, payloads, waitUntil, type TestServer } from './helpers.js';
 
 /**
  * The Express adapter as Express users mount it: behind app-wide
@@ -17,10 +17,7 @@ import { listen, openStream, payloads, waitUntil, type TestServer } from './help
 
 type Events = { tick: { n: number }; note: string };
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()?.();
-});
+const cleanups = cleanupAfterEach();
 
 interface RawResponse {
   status: number;

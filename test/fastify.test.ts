@@ -1,9 +1,9 @@
 import { Writable } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { EventManager } from '../src/index.js';
 import ssecastFastify, { type SsecastFastifyOptions } from '../src/adapters/fastify.js';
-import { openStream, payloads, stalledClient, waitUntil } from './helpers.js';
+import { cleanupAfterEach, openStream, payloads, stalledClient, waitUntil } from './helpers.js';
 
 /**
  * The Fastify plugin as Fastify users run it: `app.listen`, `app.close`,
@@ -12,10 +12,7 @@ import { openStream, payloads, stalledClient, waitUntil } from './helpers.js';
 
 type Events = { tick: { n: number }; note: string };
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()?.();
-});
+const cleanups = cleanupAfterEach();
 
 function newHub(): EventManager<Events> {
   const hub = new EventManager<Events>();

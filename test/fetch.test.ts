@@ -5,10 +5,10 @@ import { serve } from '@hono/node-server';
 import { EventSource } from 'eventsource';
 import { createParser } from 'eventsource-parser';
 import { Hono } from 'hono';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { EventManager } from '../src/index.js';
 import { createFetchHandler } from '../src/adapters/fetch.js';
-import { sleep, waitUntil, type ParsedEvent } from './helpers.js';
+import { cleanupAfterEach, sleep, waitUntil, type ParsedEvent } from './helpers.js';
 
 /**
  * The fetch adapter called as runtimes call it: directly with a `Request`,
@@ -18,10 +18,7 @@ import { sleep, waitUntil, type ParsedEvent } from './helpers.js';
 
 type Events = { tick: { n: number }; note: string };
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()?.();
-});
+const cleanups = cleanupAfterEach();
 
 function newHub(): EventManager<Events> {
   const hub = new EventManager<Events>();

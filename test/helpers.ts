@@ -1,6 +1,7 @@
 import http from 'node:http';
 import net, { type AddressInfo, type Socket } from 'node:net';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
+import { afterEach } from 'vitest';
 
 export interface TestServer {
   url: string;
@@ -145,4 +146,16 @@ export function stalledClient(port: number, path: string): StalledClient {
   socket.on('error', () => {});
   socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n`);
   return client;
+}
+
+/**
+ * What a test opened, closed after it in reverse order: push a closer as
+ * soon as something is opened. Registers the `afterEach` that runs them.
+ */
+export function cleanupAfterEach(): (() => unknown)[] {
+  const cleanups: (() => unknown)[] = [];
+  afterEach(async () => {
+    while (cleanups.length) await cleanups.pop()?.();
+  });
+  return cleanups;
 }

@@ -1,15 +1,12 @@
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { createParser } from 'eventsource-parser';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { EventManager } from '../src/index.js';
 import { createSseHandler } from '../src/adapters/node.js';
-import { waitUntil } from './helpers.js';
+import { cleanupAfterEach, waitUntil } from './helpers.js';
 
-const cleanups: (() => unknown)[] = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()?.();
-});
+const cleanups = cleanupAfterEach();
 
 describe('node:http adapter over HTTP/2 (compatibility API)', () => {
   it('streams events with the SSE headers and no connection-specific header, and cleans up on reset', async () => {

@@ -1,15 +1,12 @@
 import http from 'node:http';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { EventManager } from '../src/index.js';
 import { createSseHandler } from '../src/adapters/node.js';
-import { openStream, startServer, waitUntil } from './helpers.js';
+import { cleanupAfterEach, openStream, startServer, waitUntil } from './helpers.js';
 
 type Events = { tick: { n: number }; note: string };
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()?.();
-});
+const cleanups = cleanupAfterEach();
 
 /**
  * What only the node:http adapter can show: the listeners it adds to the
