@@ -9,6 +9,7 @@ export default defineConfig({
     'adapters/express': 'src/adapters/express.ts',
     'adapters/fastify': 'src/adapters/fastify.ts',
     'adapters/fetch': 'src/adapters/fetch.ts',
+    'backends/redis': 'src/backends/redis.ts',
   },
   format: ['esm', 'cjs'],
   dts: true,

@@ -397,7 +397,7 @@ describe('MemoryBackend', () => {
     const delivered: StoredEvent[] = [];
     const b = new MemoryBackend({ epoch: 'ep1', ...options });
     backend = b;
-    await b.open({ deliver: (event) => delivered.push(event), hasSubscribers });
+    await b.open({ deliver: (event) => delivered.push(event), hasSubscribers, wants: () => true, subscribedStreams: () => [], interrupt: () => {} });
     return { b, delivered };
   }
 

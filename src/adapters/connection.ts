@@ -178,7 +178,7 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
     this.pending = [];
     this.pendingBytes = 0;
     if (!this.transportGone) {
-      if (reason === 'hub_closed' || reason === 'closed') {
+      if (reason === 'hub_closed' || reason === 'closed' || reason === 'interrupted') {
         // A clean end delivers what was already accepted for this client.
         if (unsent.length > 0) this.transport.write(unsent.join(''));
         this.transport.end();

@@ -54,6 +54,16 @@ export interface BackendContext {
   deliver(event: StoredEvent): void;
   /** True while a stream has live subscribers; such streams are never evicted first. */
   hasSubscribers(stream: string): boolean;
+  /** True when `deliver` would reach someone for this stream (its subscribers or `'*'` ones). */
+  wants(stream: string): boolean;
+  /** The streams with live subscribers here (a shared backend keeps them from expiring). */
+  subscribedStreams(): Iterable<string>;
+  /**
+   * The backend lost continuity (a shared store lost data, or this instance
+   * missed events): ends every subscription with reason `interrupted`, so
+   * clients resume from history with their Last-Event-ID.
+   */
+  interrupt(): void;
 }
 
 /**

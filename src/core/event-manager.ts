@@ -129,6 +129,11 @@ export class EventManager<M extends EventMapBase = EventMapBase> implements Subs
     this.opened = this.backend.open({
       deliver: (event) => this.fanOut(event),
       hasSubscribers: (stream) => this.byStream.has(stream),
+      wants: (stream) => this.wildcard.size > 0 || this.byStream.has(stream),
+      subscribedStreams: () => this.byStream.keys(),
+      interrupt: () => {
+        for (const subscription of [...this.subscriptions]) subscription.close('interrupted');
+      },
     });
     // Surfaced by publish/subscribe; never an unhandled rejection on its own.
     this.opened.catch(() => {});

@@ -11,8 +11,13 @@ export interface Delivery<E = PublishedEvent | ResyncEvent> {
   bytes: number;
 }
 
-/** Why a subscription ended. */
-export type CloseReason = 'closed' | 'slow_consumer' | 'hub_closed' | 'error';
+/**
+ * Why a subscription ended. `interrupted`: the backend lost continuity (a
+ * Redis that lost its data, or an instance that missed part of the fan-out);
+ * the subscriber resumes with its Last-Event-ID and gets an exact
+ * continuation or a `resync`.
+ */
+export type CloseReason = 'closed' | 'slow_consumer' | 'hub_closed' | 'error' | 'interrupted';
 
 /** @internal what the hub needs back from a subscription */
 export interface SubscriptionOwner {
@@ -171,6 +176,12 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
       return new SsecastError(
         'ERR_SLOW_CONSUMER',
         `subscriber fell more than ${this.maxQueue} events behind and was cut off; subscribe again with lastEventId ${JSON.stringify(this.lastId ?? null)} to resume`,
+      );
+    }
+    if (this.closeReason === 'interrupted') {
+      return new SsecastError(
+        'ERR_BACKEND',
+        `the backend lost continuity (Redis lost data or this instance missed events); subscribe again with lastEventId ${JSON.stringify(this.lastId ?? null)} to resume`,
       );
     }
     if (this.closeReason === 'error') {

@@ -1,0 +1,335 @@
+import type { Redis, RedisOptions } from 'ioredis';
+import type { Backend, BackendContext, EventDraft, ReadQuery, ReadResult, StoredEvent } from '../core/backend.js';
+import { newEpoch, type EventCursor } from '../core/ids.js';
+import { bySeq } from '../core/replay-buffer.js';
+import type { ResyncReason } from '../core/types.js';
+import { positiveInt } from '../core/validate.js';
+import { encodeData, fromFanout, fromHistory, parseFanout, storedEvent, type RawEntry } from './redis/entries.js';
+import { FanoutReader, type Position } from './redis/fanout-reader.js';
+import { APPEND, ENSURE_EPOCH, READ, SWEEP } from './redis/lua.js';
+
+export interface RedisBackendOptions {
+  /**
+   * An ioredis client. The backend opens two connections of its own from it
+   * (`duplicate()`: one for commands, one for blocking fan-out reads) and
+   * closes them on `hub.close()`; this client is left as it is.
+   */
+  redis: Redis;
+  /** Prefix of every key. Hubs with different prefixes share nothing. @defaultValue 'ssecast' */
+  prefix?: string;
+  /** Events kept per stream for replay and resume. @defaultValue 100 */
+  historySize?: number;
+  /**
+   * Entries kept in the shared fan-out stream (approximately: trimmed with `~`).
+   * An instance cut off from Redis for longer than this many events takes
+   * loses its place; its subscribers are ended and resume from history.
+   * @defaultValue 10000
+   */
+  fanoutSize?: number;
+  /** Streams whose history is kept; past it the least recently used goes. @defaultValue 10000 */
+  maxStreams?: number;
+  /** History of a stream nobody published to, read or followed for this long is dropped. @defaultValue 3600000 (1 h) */
+  streamIdleTtlMs?: number;
+  /** A command Redis does not answer within this time fails (and `publish` rejects). @defaultValue 2000 */
+  commandTimeoutMs?: number;
+}
+
+interface Scripts {
+  ssecastAppend(...args: (string | number)[]): Promise<[string, number]>;
+  ssecastRead(...args: (string | number)[]): Promise<ReadReply>;
+  ssecastSweep(...args: (string | number)[]): Promise<number>;
+  ssecastEnsureEpoch(...args: (string | number)[]): Promise<string>;
+}
+
+type HistoryReply = [trim: string, exists: number, entries: RawEntry[]];
+type ReadReply = [epoch: string, seq: string, evictedThrough: string, evictedAt: string, ...rest: unknown[]];
+
+const BLOCK_MS = 5000;
+const SWEEP_LIMIT = 500;
+
+/**
+ * History and fan-out on Redis Streams, for hubs on several instances.
+ *
+ * One script per publish takes the next number of one global sequence and
+ * appends the event to its stream's history and to a shared fan-out stream;
+ * every instance follows the fan-out stream with blocking reads and delivers
+ * in sequence order. A client may therefore resume on any instance with the
+ * Last-Event-ID another one gave it. Ids keep the `<epoch>.<seq>` scheme with
+ * the epoch stored in Redis: a Redis that lost its data starts a new epoch,
+ * and older ids get `resync`, never a replay of the wrong events.
+ *
+ * @example
+ * import { Redis } from 'ioredis';
+ * const hub = new EventManager({ backend: new RedisBackend({ redis: new Redis(process.env.REDIS_URL) }) });
+ */
+export class RedisBackend implements Backend {
+  readonly prefix: string;
+  readonly historySize: number;
+  readonly fanoutSize: number;
+  readonly maxStreams: number;
+  readonly streamIdleTtlMs: number;
+  readonly commandTimeoutMs: number;
+  private readonly source: Redis;
+  private readonly keys: { meta: string; fanout: string; index: string; trim: string; history: string };
+  private commands: (Redis & Scripts) | undefined;
+  private reader: FanoutReader | undefined;
+  private readerConnection: Redis | undefined;
+  private context: BackendContext | undefined;
+  private sweepTimer: ReturnType<typeof setInterval> | undefined;
+  /** The newest point of the history this instance has seen: what a rollback is judged against. */
+  private known: Position = { epoch: null, seq: 0 };
+  private closing = false;
+  private lastError: unknown;
+  private counters = { redisInterruptions: 0, redisErrors: 0, redisSweptStreams: 0 };
+
+  constructor(options: RedisBackendOptions) {
+    if (!options || typeof options.redis?.duplicate !== 'function') {
+      throw new TypeError('RedisBackend needs { redis }: an ioredis client, e.g. new Redis(process.env.REDIS_URL)');
+    }
+    this.source = options.redis;
+    this.prefix = options.prefix ?? 'ssecast';
+    if (typeof this.prefix !== 'string' || !/^[^{}]{1,64}$/.test(this.prefix)) {
+      throw new TypeError(`prefix must be 1 to 64 characters without braces, got ${JSON.stringify(this.prefix)}`);
+    }
+    this.historySize = positiveInt(options.historySize ?? 100, 'historySize');
+    this.fanoutSize = positiveInt(options.fanoutSize ?? 10_000, 'fanoutSize');
+    this.maxStreams = positiveInt(options.maxStreams ?? 10_000, 'maxStreams');
+    this.streamIdleTtlMs = positiveInt(options.streamIdleTtlMs ?? 60 * 60 * 1000, 'streamIdleTtlMs');
+    this.commandTimeoutMs = positiveInt(options.commandTimeoutMs ?? 2000, 'commandTimeoutMs');
+    // One hash tag: a Redis Cluster keeps every key of a hub on one slot, which the scripts need.
+    const tag = `{${this.prefix}}`;
+    this.keys = { meta: `${tag}:meta`, fanout: `${tag}:fanout`, index: `${tag}:index`, trim: `${tag}:trim`, history: `${tag}:s:` };
+  }
+
+  async open(context: BackendContext): Promise<void> {
+    this.context = context;
+    const shared: Partial<RedisOptions> = { keyPrefix: '', lazyConnect: false };
+    // Commands fail fast while Redis is away: a publish must reject, not wait
+    // in a queue, and a script is never sent twice.
+    const commands = this.source.duplicate({
+      ...shared,
+      connectionName: 'ssecast',
+      enableOfflineQueue: false,
+      autoResendUnfulfilledCommands: false,
+      maxRetriesPerRequest: 0,
+      commandTimeout: this.commandTimeoutMs,
+    }) as Redis & Scripts;
+    commands.defineCommand('ssecastAppend', { numberOfKeys: 5, lua: APPEND });
+    commands.defineCommand('ssecastRead', { numberOfKeys: 4, lua: READ });
+    commands.defineCommand('ssecastSweep', { numberOfKeys: 4, lua: SWEEP });
+    commands.defineCommand('ssecastEnsureEpoch', { numberOfKeys: 4, lua: ENSURE_EPOCH });
+    commands.on('error', (error) => this.noteError(error));
+    this.commands = commands;
+    // The fan-out reader waits out an outage and carries on from its position.
+    const readerConnection = this.source.duplicate({
+      ...shared,
+      connectionName: 'ssecast-fanout',
+      enableOfflineQueue: true,
+      autoResendUnfulfilledCommands: false,
+      maxRetriesPerRequest: null,
+      commandTimeout: undefined,
+      // A reply (possibly empty) comes at least every BLOCK_MS; silence past that is a dead socket.
+      socketTimeout: BLOCK_MS * 2,
+    });
+    readerConnection.on('error', (error) => this.noteError(error));
+    this.readerConnection = readerConnection;
+    this.reader = new FanoutReader(readerConnection, this.keys.fanout, this.keys.meta, BLOCK_MS, {
+      event: (entry) => {
+        this.see(entry.epoch, entry.seq);
+        // Every instance sees every event; decoding waits until someone here wants it.
+        if (context.wants(entry.stream)) context.deliver(fromFanout(entry));
+      },
+      discontinuity: (kind, entry) => this.discontinuity(kind, entry.epoch),
+      error: (error) => this.noteError(error),
+    });
+    void this.reader.whenPositioned().then(() => {
+      const position = this.reader?.position;
+      if (position) this.see(position.epoch, position.seq);
+    });
+    this.reader.start();
+    this.sweepTimer = setInterval(() => void this.sweep().catch((error) => this.noteError(error)), Math.min(this.streamIdleTtlMs / 2, 30_000));
+    this.sweepTimer.unref?.();
+  }
+
+  async append(draft: EventDraft): Promise<StoredEvent> {
+    const commands = await this.ready('store the event');
+    const [kind, text] = encodeData(draft.data);
+    const k = this.keys;
+    let reply: [string, number];
+    try {
+      reply = await commands.ssecastAppend(
+        k.meta, k.fanout, k.index, k.trim, k.history + draft.stream,
+        k.history, newEpoch(), this.known.epoch ?? '', this.known.seq,
+        draft.stream, draft.timestamp, draft.type, kind, text, draft.body,
+        this.historySize, this.fanoutSize, this.maxStreams,
+      );
+    } catch (error) {
+      throw this.failure(error, 'the event may or may not have been stored');
+    }
+    const [epoch, seq] = reply;
+    this.see(epoch, Number(seq));
+    return storedEvent(epoch, Number(seq), draft.stream, draft.type, draft.timestamp, draft.data, draft.body);
+  }
+
+  async read(query: ReadQuery): Promise<ReadResult> {
+    const { after, streams, recent, since } = query;
+    if (after) {
+      const [reply, events] = await this.readMode(streams, 'after', after.seq, 0);
+      const resync = resyncReason(after, reply, events);
+      if (!resync) return { events: events as StoredEvent[] };
+      const [, fresh] = await this.readMode(streams, 'recent', 0, recent);
+      return { events: fresh as StoredEvent[], resync };
+    }
+    if (since !== undefined) {
+      const [, found, complete] = await this.readMode(streams, 'since', since, 0);
+      const events = (found as StoredEvent[]).filter((event) => event.event.timestamp >= since);
+      return complete ? { events } : { events, resync: 'expired' };
+    }
+    const [, events] = await this.readMode(streams, 'recent', 0, recent);
+    return { events: events as StoredEvent[] };
+  }
+
+  stats(): Record<string, number> {
+    return {
+      redisConnected: this.commands?.status === 'ready' ? 1 : 0,
+      ...this.counters,
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.sweepTimer = undefined;
+    this.reader?.stop();
+    // disconnect(), not quit(): the reader may be blocked for seconds, and nothing is pending that matters.
+    this.readerConnection?.disconnect();
+    await this.commands?.quit().catch(() => this.commands?.disconnect());
+  }
+
+  /** Drops idle streams' history now (it also runs on a timer). Returns how many went. */
+  async sweep(): Promise<number> {
+    const commands = await this.ready('sweep idle streams');
+    const k = this.keys;
+    let dropped = 0;
+    const followed = [...(this.context?.subscribedStreams() ?? [])];
+    // Batches keep each script short; Redis runs nothing else while one runs.
+    for (let i = 0; i === 0 || i < followed.length; i += 1000) {
+      dropped += await commands.ssecastSweep(k.meta, k.fanout, k.index, k.trim, k.history, this.streamIdleTtlMs, SWEEP_LIMIT, ...followed.slice(i, i + 1000));
+    }
+    this.counters.redisSweptStreams += dropped;
+    return dropped;
+  }
+
+  /** The last Redis error this backend saw (connection trouble), for diagnostics. */
+  get lastRedisError(): unknown {
+    return this.lastError;
+  }
+
+  private async readMode(
+    streams: readonly string[] | '*',
+    mode: 'after' | 'recent' | 'since',
+    position: number | string,
+    count: number,
+  ): Promise<[ReadReply, StoredEvent[] | 'expired', boolean]> {
+    const commands = await this.ready('read history');
+    const k = this.keys;
+    const names = streams === '*' ? [] : streams;
+    let reply: ReadReply;
+    try {
+      reply = await commands.ssecastRead(k.meta, k.fanout, k.index, k.trim, k.history, mode, position, count, ...names);
+    } catch (error) {
+      throw this.failure(error, 'nothing was read');
+    }
+    const [epoch, seqText, evictedThroughText, evictedAt] = reply;
+    if (streams === '*') {
+      const entries = (reply[4] as RawEntry[]).map(parseFanout);
+      const reached = reply[5] === 1;
+      const oldest = entries.at(-1);
+      const events = entries.reverse().map(fromFanout);
+      // Complete when the scan stopped at its boundary, or reached the epoch's first event.
+      const complete =
+        reached ||
+        (mode === 'after' ? (oldest ? oldest.seq === (position as number) + 1 : Number(seqText) === position) : !oldest || oldest.seq === 1);
+      return [reply, mode === 'after' && !complete ? 'expired' : events, complete];
+    }
+    const evictedThrough = Number(evictedThroughText);
+    const perStream: StoredEvent[][] = [];
+    let complete = true;
+    for (let i = 0; i < names.length; i++) {
+      const [trim, exists, entries] = reply[4 + i] as HistoryReply;
+      const stream = names[i] as string;
+      const bar = trim.indexOf('|');
+      const trimmedThrough = exists ? Number(trim.slice(0, bar > 0 ? bar : 0) || 0) : evictedThrough;
+      const trimmedAt = exists ? trim.slice(bar + 1) : evictedAt;
+      if (mode === 'after' && trimmedThrough > (position as number)) return [reply, 'expired', false];
+      if (mode === 'since' && trimmedAt >= (position as string)) complete = false;
+      const events = entries.map((entry) => fromHistory(epoch, stream, entry));
+      perStream.push(mode === 'recent' ? events.reverse() : events);
+    }
+    const events = perStream.length === 1 ? (perStream[0] as StoredEvent[]) : perStream.flat().sort(bySeq);
+    return [reply, events, complete];
+  }
+
+  /** Waits for the first position (startup), else fails at once while Redis is away. */
+  private async ready(action: string): Promise<Redis & Scripts> {
+    const commands = this.commands;
+    const reader = this.reader;
+    if (!commands || !reader || this.closing) throw new Error(`RedisBackend is ${this.closing ? 'closed' : 'not open'}; cannot ${action}`);
+    if (!reader.position) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(this.unreachable(action)), this.commandTimeoutMs);
+      });
+      try {
+        await Promise.race([reader.whenPositioned(), timeout]);
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+    if (commands.status !== 'ready') throw this.unreachable(action);
+    return commands;
+  }
+
+  private unreachable(action: string): Error {
+    const cause = this.lastError instanceof Error ? `: ${this.lastError.message}` : '';
+    return new Error(`Redis is unreachable (connection ${this.commands?.status ?? 'closed'}${cause}); could not ${action}`, { cause: this.lastError });
+  }
+
+  private failure(error: unknown, outcome: string): Error {
+    const message = error instanceof Error ? error.message : String(error);
+    return new Error(`Redis command failed (${message}); ${outcome}`, { cause: error });
+  }
+
+  private see(epoch: string | null, seq: number): void {
+    if (epoch === null) return;
+    if (epoch !== this.known.epoch) this.known = { epoch, seq };
+    else if (seq > this.known.seq) this.known.seq = seq;
+  }
+
+  private discontinuity(kind: 'epoch' | 'rollback' | 'gap', epoch: string): void {
+    this.counters.redisInterruptions++;
+    // Subscribers' positions no longer fit what comes next: end them, and they
+    // resume from history with their Last-Event-ID (exactly, or with a resync).
+    this.context?.interrupt();
+    if (kind === 'rollback' && epoch === this.known.epoch) {
+      // Numbers this instance has seen are being handed out again: start a new epoch.
+      const k = this.keys;
+      void this.commands
+        ?.ssecastEnsureEpoch(k.meta, k.fanout, k.index, k.trim, k.history, newEpoch(), this.known.epoch, this.known.seq)
+        .catch((error) => this.noteError(error));
+    }
+  }
+
+  private noteError(error: unknown): void {
+    this.lastError = error;
+    this.counters.redisErrors++;
+  }
+}
+
+function resyncReason(after: EventCursor, reply: ReadReply, events: StoredEvent[] | 'expired'): ResyncReason | undefined {
+  const [epoch, seq] = reply;
+  if (after.epoch !== epoch) return 'foreign';
+  if (after.seq > Number(seq)) return 'unknown';
+  return events === 'expired' ? 'expired' : undefined;
+}
