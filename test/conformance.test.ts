@@ -5,11 +5,14 @@ import { EventSource } from 'eventsource';
 import { EventManager, type EventManagerOptions } from '../src/index.js';
 import { ADAPTERS, type Adapter, type NeutralOptions, type RequestInfo } from './adapters.js';
 import { cleanupAfterEach, openStream, payloads, sleep, stalledClient, waitUntil, type TestServer } from './helpers.js';
+import { BACKENDS } from './redis.js';
 
 /**
  * The conformance suite: every case runs against every adapter, so that no
  * adapter can quietly differ in headers, replay, resume, heartbeats, order,
- * cleanup, refusals or the handling of slow clients.
+ * cleanup, refusals or the handling of slow clients. And every adapter runs
+ * on every backend (memory, and Redis when a server is there), so that the
+ * guarantees do not depend on where events are stored.
  */
 
 type Events = { tick: { n: number }; note: string };
@@ -26,12 +29,14 @@ function range(from: number, to: number): number[] {
   return Array.from({ length: to - from }, (_, i) => from + i);
 }
 
-describe.each(ADAPTERS)('$name', (adapter: Adapter) => {
+const MATRIX = BACKENDS.flatMap((backend) => ADAPTERS.map((adapter) => ({ name: `${adapter.name} on ${backend.name}`, adapter, backend })));
+
+describe.each(MATRIX)('$name', ({ adapter, backend }) => {
   async function setup(
     handlerOptions: NeutralOptions = {},
     hubOptions: EventManagerOptions = {},
   ): Promise<{ hub: EventManager<Events>; server: TestServer; url: (query: string) => string }> {
-    const hub = new EventManager<Events>(hubOptions);
+    const hub = backend.hub<Events>(hubOptions);
     const server = await adapter.mount(hub, handlerOptions);
     cleanups.push(() => server.close(), () => hub.close());
     return { hub, server, url: (query) => `${server.url}/events?${query}` };

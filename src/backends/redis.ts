@@ -78,7 +78,12 @@ export class RedisBackend implements Backend {
   private sweepTimer: ReturnType<typeof setInterval> | undefined;
   /** The newest point of the history this instance has seen: what a rollback is judged against. */
   private known: Position = { epoch: null, seq: 0 };
+  /** The last event this instance appended: what `flush` waits for. */
+  private appended: { epoch: string; seq: number } | undefined;
   private closing = false;
+  /** Until both connections were ready once, callers wait (startup); after that they fail fast. */
+  private everReady = false;
+  private commandsReady: Promise<unknown> = Promise.resolve();
   private lastError: unknown;
   private counters = { redisInterruptions: 0, redisErrors: 0, redisSweptStreams: 0 };
 
@@ -119,13 +124,16 @@ export class RedisBackend implements Backend {
     commands.defineCommand('ssecastSweep', { numberOfKeys: 4, lua: SWEEP });
     commands.defineCommand('ssecastEnsureEpoch', { numberOfKeys: 4, lua: ENSURE_EPOCH });
     commands.on('error', (error) => this.noteError(error));
+    this.commandsReady = new Promise((resolve) => commands.once('ready', resolve));
     this.commands = commands;
     // The fan-out reader waits out an outage and carries on from its position.
     const readerConnection = this.source.duplicate({
       ...shared,
       connectionName: 'ssecast-fanout',
       enableOfflineQueue: true,
-      autoResendUnfulfilledCommands: false,
+      // A read cut off by a reconnect is sent again: reading from the same position is harmless,
+      // and ioredis would otherwise leave it unsettled for good.
+      autoResendUnfulfilledCommands: true,
       maxRetriesPerRequest: null,
       commandTimeout: undefined,
       // A reply (possibly empty) comes at least every BLOCK_MS; silence past that is a dead socket.
@@ -168,6 +176,7 @@ export class RedisBackend implements Backend {
     }
     const [epoch, seq] = reply;
     this.see(epoch, Number(seq));
+    this.appended = { epoch, seq: Number(seq) };
     return storedEvent(epoch, Number(seq), draft.stream, draft.type, draft.timestamp, draft.data, draft.body);
   }
 
@@ -187,6 +196,20 @@ export class RedisBackend implements Backend {
     }
     const [, events] = await this.readMode(streams, 'recent', 0, recent);
     return { events: events as StoredEvent[] };
+  }
+
+  async flush(): Promise<void> {
+    const reader = this.reader;
+    const target = this.appended;
+    if (!reader || !target) return;
+    const deadline = Date.now() + this.commandTimeoutMs;
+    // Delivered once the reader has passed the last append, or moved to another epoch.
+    const done = () => {
+      const position = reader.position;
+      if (!position) return true;
+      return position.epoch === target.epoch ? position.seq >= target.seq : position.epoch !== null;
+    };
+    while (!done() && Date.now() < deadline && this.commands?.status === 'ready') await new Promise((resolve) => setTimeout(resolve, 2));
   }
 
   stats(): Record<string, number> {
@@ -271,18 +294,19 @@ export class RedisBackend implements Backend {
     return [reply, events, complete];
   }
 
-  /** Waits for the first position (startup), else fails at once while Redis is away. */
+  /** At startup, waits (bounded) for the connections; after that, fails at once while Redis is away. */
   private async ready(action: string): Promise<Redis & Scripts> {
     const commands = this.commands;
     const reader = this.reader;
     if (!commands || !reader || this.closing) throw new Error(`RedisBackend is ${this.closing ? 'closed' : 'not open'}; cannot ${action}`);
-    if (!reader.position) {
+    if (!reader.position || !this.everReady) {
       let timer: ReturnType<typeof setTimeout> | undefined;
       const timeout = new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(this.unreachable(action)), this.commandTimeoutMs);
       });
       try {
-        await Promise.race([reader.whenPositioned(), timeout]);
+        await Promise.race([Promise.all([reader.whenPositioned(), this.commandsReady]), timeout]);
+        this.everReady = true;
       } finally {
         clearTimeout(timer);
       }

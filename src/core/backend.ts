@@ -75,6 +75,12 @@ export interface Backend {
   /** Assigns the next id of the global sequence, stores the event and feeds it to `deliver`. */
   append(draft: EventDraft): Promise<StoredEvent>;
   read(query: ReadQuery): Promise<ReadResult>;
+  /**
+   * Resolves once every event this instance appended has reached `deliver`
+   * (a shared backend delivers through its fan-out, after `append` resolved).
+   * `hub.close()` waits for it, bounded, before ending subscriptions.
+   */
+  flush?(): Promise<void>;
   /** Numbers for `hub.stats()`. */
   stats(): Record<string, number>;
   close(): Promise<void>;

@@ -8,6 +8,9 @@ import { Subscription, type CloseReason, type Delivery, type SubscriptionOwner }
 import type { EventMapBase, PublishedEvent, ResyncData, ResyncEvent, ResyncReason } from './types.js';
 import { nonNegativeInt } from './validate.js';
 
+/** How long `close()` waits for accepted events to reach open streams. */
+const CLOSE_DRAIN_MS = 2000;
+
 /** Longest stream name accepted. Stream names come from query strings; keep them short. */
 export const MAX_STREAM_NAME_LENGTH = 256;
 
@@ -227,10 +230,22 @@ export class EventManager<M extends EventMapBase = EventMapBase> implements Subs
     return scheduler;
   }
 
-  /** Ends every subscription (adapters end their responses), stops timers, closes the backend. */
+  /**
+   * Ends every subscription (adapters end their responses) once what was
+   * published has been delivered, stops timers, closes the backend.
+   */
   async close(): Promise<void> {
     if (this.isClosed) return;
     this.isClosed = true;
+    // What publish() accepted reaches the open streams before they end: the
+    // backend's fan-out catches up, and histories still loading are sent.
+    // Bounded, so a backend that is away cannot hold close() up.
+    const drained = this.opened
+      .then(() => this.backend.flush?.())
+      .then(() => Promise.all([...this.subscriptions].map((subscription) => subscription.ready)));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([drained.catch(() => {}), new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_DRAIN_MS)))]);
+    clearTimeout(timer);
     for (const subscription of [...this.subscriptions]) subscription.close('hub_closed');
     for (const scheduler of this.heartbeats.values()) scheduler.stop();
     this.heartbeats.clear();
