@@ -51,6 +51,18 @@ describe.runIf(built)('the published package (dist/, via the exports map)', () =
     expect(bare).toEqual([]);
   });
 
+  it('exposes the Redis backend to ESM and CommonJS, importing nothing at runtime (ioredis is the caller\'s)', async () => {
+    const esm = await import('ssecast/redis');
+    const cjs = require('ssecast/redis') as typeof import('ssecast/redis');
+    expect(typeof esm.RedisBackend).toBe('function');
+    expect(typeof cjs.RedisBackend).toBe('function');
+    expect(() => new esm.RedisBackend({} as never)).toThrow(TypeError);
+    const bare = [...readFileSync(new URL('../dist/backends/redis.js', import.meta.url), 'utf8').matchAll(/(?:from|import)\s*['"]([^'"]+)['"]/g)]
+      .map((m) => m[1])
+      .filter((spec) => !spec?.startsWith('.'));
+    expect(bare).toEqual([]);
+  });
+
   it('exposes the same API to CommonJS', () => {
     const core = require('ssecast') as typeof import('ssecast');
     const node = require('ssecast/node') as typeof import('ssecast/node');

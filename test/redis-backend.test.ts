@@ -189,7 +189,7 @@ describe.skipIf(!REDIS_URL)('RedisBackend', () => {
       await expect.poll(() => client.exists(`{${backend.prefix}}:s:idle`), { timeout: 2000 }).toBe(0);
       expect(await backend.sweep()).toBe(0);
       expect(await client.exists(`{${backend.prefix}}:s:kept`)).toBe(1);
-      expect(await client.zrange(`{${backend.prefix}}:index`, 0, -1)).toEqual(['kept']);
+      expect(await client.zrange(`{${backend.prefix}}:index`, '0', '-1')).toEqual(['kept']);
       expect(hub.stats()).toMatchObject({ redisSweptStreams: 1, redisConnected: 1 });
     });
 

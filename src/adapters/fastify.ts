@@ -49,6 +49,7 @@ const plugin: FastifyPluginAsync<SsecastFastifyOptions<any>> = async (app, { hub
           open.delete(connection as SseConnection);
           if (reason === 'slow_consumer') request.log.warn('ssecast: client fell behind and was cut off; it resumes with Last-Event-ID');
           else if (reason === 'error') request.log.error('ssecast: the stream could not read its history');
+          else if (reason === 'interrupted') request.log.warn('ssecast: the backend lost continuity; the client resumes with Last-Event-ID');
         });
       } catch (error) {
         outcome.release();
