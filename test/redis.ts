@@ -4,12 +4,13 @@
  * tests skip, and say so loudly.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { afterAll } from 'vitest';
+import { afterAll, afterEach } from 'vitest';
 import { EventManager, type EventManagerOptions } from '../src/index.js';
 import { RedisBackend, type RedisBackendOptions } from '../src/backends/redis.js';
 
@@ -38,6 +39,26 @@ async function freePort(): Promise<number> {
   return port;
 }
 
+// Servers started here, stopped after the file's tests, and on exit whatever happens:
+// a test's redis-server must never outlive the test run.
+const ownedServers = new Set<{ child?: ChildProcess; dir: string }>();
+afterAll(() => stopOwned());
+process.once('exit', () => {
+  for (const server of ownedServers) server.child?.kill('SIGKILL');
+});
+
+async function stopOwned(): Promise<void> {
+  for (const server of ownedServers) {
+    const child = server.child;
+    if (child && child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await once(child, 'exit');
+    }
+    rmSync(server.dir, { recursive: true, force: true });
+  }
+  ownedServers.clear();
+}
+
 /** A redis-server this test owns: it can be stopped and started again on the same port and data directory. */
 export interface OwnedRedis {
   port: number;
@@ -59,9 +80,11 @@ export async function startOwnedRedis(options: { persistent?: boolean } = {}): P
   const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--protected-mode', 'no'];
   if (options.persistent) args.push('--appendonly', 'yes', '--appendfsync', 'always');
   else args.push('--appendonly', 'no');
-  let child: ChildProcess | undefined;
+  const record: { child?: ChildProcess; dir: string } = { dir };
+  ownedServers.add(record);
   const exited = () =>
     new Promise<void>((resolve) => {
+      const child = record.child;
       if (!child || child.exitCode !== null || child.signalCode !== null) return resolve();
       child.once('exit', () => resolve());
     });
@@ -69,7 +92,7 @@ export async function startOwnedRedis(options: { persistent?: boolean } = {}): P
     port,
     url: `redis://127.0.0.1:${port}`,
     async start() {
-      child = spawn('redis-server', args, { stdio: 'ignore' });
+      record.child = spawn('redis-server', args, { stdio: 'ignore' });
       const deadline = Date.now() + 10_000;
       while (!(await ping(port))) {
         if (Date.now() > deadline) throw new Error(`redis-server did not answer on port ${port}`);
@@ -77,19 +100,15 @@ export async function startOwnedRedis(options: { persistent?: boolean } = {}): P
       }
     },
     async kill() {
-      child?.kill('SIGKILL');
+      record.child?.kill('SIGKILL');
       await exited();
     },
     async stop() {
-      child?.kill('SIGTERM');
+      record.child?.kill('SIGTERM');
       await exited();
     },
   };
   await owned.start();
-  afterAll(async () => {
-    await owned.kill();
-    rmSync(dir, { recursive: true, force: true });
-  });
   return owned;
 }
 
@@ -107,25 +126,30 @@ async function findRedis(): Promise<string | null> {
 export const REDIS_URL = await findRedis();
 
 let shared: Redis | undefined;
-const prefixes: string[] = [];
 let counter = 0;
+/** Prefixes of the running test: their keys are deleted after it. */
+const prefixes: string[] = [];
 
 /** One ioredis client per test file; backends duplicate their own connections from it. */
 export function sharedClient(url = REDIS_URL as string): Redis {
-  if (!shared) {
-    shared = new Redis(url, { lazyConnect: true });
-    afterAll(async () => {
-      const client = shared as Redis;
-      // Leave the shared server as it was found: delete every key the tests wrote.
-      for (const prefix of prefixes) {
-        const keys = await client.keys(`{${prefix}}:*`);
-        if (keys.length) await client.del(...keys);
-      }
-      client.disconnect();
-    });
-  }
+  shared ??= new Redis(url, { lazyConnect: true });
   return shared;
 }
+
+// Registered when this module loads, so before a test file's own afterEach:
+// vitest runs after-hooks in reverse, so hubs are closed before their keys go.
+// The Redis on :6379 is shared with everything else on the machine; leave it as found.
+afterEach(async () => {
+  if (!shared || prefixes.length === 0) return;
+  for (const prefix of prefixes.splice(0)) {
+    const keys = await shared.keys(`{${prefix}}:*`);
+    if (keys.length) await shared.del(...keys);
+  }
+});
+afterAll(() => {
+  shared?.disconnect();
+  shared = undefined;
+});
 
 /** A prefix no other test (or test process) uses. */
 export function uniquePrefix(): string {
