@@ -10,8 +10,12 @@ import type { EventMapBase } from '../core/types.js';
  * ReadableStream controller.
  */
 export interface SseTransport {
-  /** Writes a chunk; false means the peer is full and `drained()` will be called. */
-  write(chunk: string): boolean;
+  /**
+   * Writes a chunk; false means the peer is full and `drained()` will be
+   * called. Event chunks come as UTF-8 bytes shared by every connection that
+   * gets them: never modify one.
+   */
+  write(chunk: string | Uint8Array): boolean;
   /** Bytes accepted by the transport that have not reached the peer yet. */
   readonly bufferedBytes: number;
   /** Ends the response cleanly (server-initiated close). */
@@ -62,6 +66,38 @@ function flushDirty(): void {
   const connections = [...dirty];
   dirty.clear();
   for (const connection of connections) connection.flush();
+  lastFrames = undefined;
+  lastChunk = undefined;
+}
+
+/**
+ * The subscribers of a stream are queued the same frames in the same order,
+ * and the shared flush visits them one after another: the chunk of one is
+ * usually the chunk of the next. Joining and encoding it once, and writing
+ * the same bytes to every socket, is what makes fan-out to thousands of
+ * connections cost little more than the writes themselves.
+ */
+const utf8 = new TextEncoder();
+let lastFrames: readonly string[] | undefined;
+let lastChunk: Uint8Array | undefined;
+
+function chunkOf(frames: readonly string[]): Uint8Array {
+  const previous = lastFrames;
+  if (previous && previous.length === frames.length && lastChunk) {
+    let same = true;
+    // Usually the very same string objects, so each comparison is a pointer check.
+    for (let i = 0; i < frames.length; i++) if (frames[i] !== previous[i]) { same = false; break; }
+    if (same) return lastChunk;
+  }
+  const chunk = utf8.encode(frames.length === 1 ? (frames[0] as string) : frames.join(''));
+  lastFrames = frames;
+  lastChunk = chunk;
+  // Released at the end of the shared flush, so the cache never outlives a tick.
+  if (!flushScheduled) {
+    flushScheduled = true;
+    setImmediate(flushDirty);
+  }
+  return chunk;
 }
 
 /**
@@ -144,7 +180,7 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
   /** @internal called by the shared flush */
   flush(): void {
     if (this.finished || this.blocked || this.pending.length === 0) return;
-    const chunk = this.pending.length === 1 ? (this.pending[0] as string) : this.pending.join('');
+    const chunk = chunkOf(this.pending);
     this.pending = [];
     this.pendingBytes = 0;
     this.writeNow(chunk);
@@ -164,7 +200,7 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
     else scheduleFlush(this);
   }
 
-  private writeNow(chunk: string): void {
+  private writeNow(chunk: string | Uint8Array): void {
     this.lastWriteAt = Date.now();
     if (!this.transport.write(chunk)) this.blocked = true;
   }

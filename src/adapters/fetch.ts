@@ -107,7 +107,9 @@ function eventStream<M extends EventMapBase>(
           abort: () => controller.error(new Error('ssecast: stream aborted (slow consumer or server error)')),
         };
         let transport: SseTransport = {
-          write: (chunk) => sink.write(encoder.encode(chunk)),
+          // Event chunks are shared with other connections, and a runtime may transfer
+          // (detach) what it reads from a body: each body gets its own copy.
+          write: (chunk) => sink.write(typeof chunk === 'string' ? encoder.encode(chunk) : chunk.slice()),
           get bufferedBytes() {
             return sink.bufferedBytes;
           },
