@@ -110,6 +110,8 @@ export class ReplayBuffer {
   // Map order is recency order: a touched stream is re-inserted at the end.
   private readonly streams = new Map<string, StreamHistory>();
   private totalBytes = 0;
+  /** The stream last moved to the back of `streams` (the most recently used), if it is still there. */
+  private newest: string | undefined;
   /** Highest seq held by any stream dropped whole (evicted or expired). */
   private evictedThrough = 0;
   /** Newest timestamp held by any stream dropped whole. */
@@ -150,7 +152,7 @@ export class ReplayBuffer {
     const stream = event.event.stream;
     let history = this.streams.get(stream);
     if (history) {
-      this.streams.delete(stream);
+      if (stream !== this.newest) this.streams.delete(stream);
     } else {
       history = new StreamHistory(now);
       // This stream may have been dropped whole before; what it held is gone,
@@ -159,7 +161,7 @@ export class ReplayBuffer {
       history.droppedAt = this.evictedAt;
     }
     history.touchedAt = now;
-    this.streams.set(stream, history);
+    if (stream !== this.newest) this.moveToBack(stream, history);
     history.push(event);
     this.totalBytes += event.bytes;
     while (
@@ -234,8 +236,10 @@ export class ReplayBuffer {
       const history = this.streams.get(stream);
       if (!history) continue;
       history.touchedAt = now;
-      this.streams.delete(stream);
-      this.streams.set(stream, history);
+      if (stream !== this.newest) {
+        this.streams.delete(stream);
+        this.moveToBack(stream, history);
+      }
     }
   }
 
@@ -247,7 +251,7 @@ export class ReplayBuffer {
         // Followed streams stay; move it to the back so the sweep keeps going.
         history.touchedAt = now;
         this.streams.delete(stream);
-        this.streams.set(stream, history);
+        this.moveToBack(stream, history);
         continue;
       }
       this.drop(stream, history);
@@ -276,7 +280,19 @@ export class ReplayBuffer {
     }
   }
 
+  /**
+   * Re-inserts a stream as the most recent. A publisher usually writes to the
+   * same stream many times in a row, and deleting and re-adding a key of a
+   * large Map each time is far from free (V8 keeps the holes until it
+   * rehashes): the newest stream is left where it is.
+   */
+  private moveToBack(stream: string, history: StreamHistory): void {
+    this.streams.set(stream, history);
+    this.newest = stream;
+  }
+
   private drop(stream: string, history: StreamHistory): void {
+    if (stream === this.newest) this.newest = undefined;
     this.streams.delete(stream);
     this.totalBytes -= history.bytes;
     if (history.lastSeq > this.evictedThrough) this.evictedThrough = history.lastSeq;
