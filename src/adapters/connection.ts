@@ -65,10 +65,15 @@ function flushDirty(): void {
   flushScheduled = false;
   const connections = [...dirty];
   dirty.clear();
+  // One clock reading for the whole flush: heartbeats need milliseconds, not a call per socket.
+  flushClock = Date.now();
   for (const connection of connections) connection.flush();
+  flushClock = 0;
   lastFrames = undefined;
   lastChunk = undefined;
 }
+
+let flushClock = 0;
 
 /**
  * The subscribers of a stream are queued the same frames in the same order,
@@ -90,7 +95,8 @@ function chunkOf(frames: readonly string[]): Uint8Array {
     if (same) return lastChunk;
   }
   const chunk = utf8.encode(frames.length === 1 ? (frames[0] as string) : frames.join(''));
-  lastFrames = frames;
+  // A copy: connections reuse their queue array once it is written.
+  lastFrames = frames.slice();
   lastChunk = chunk;
   // Released at the end of the shared flush, so the cache never outlives a tick.
   if (!flushScheduled) {
@@ -116,6 +122,15 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
   private heartbeats: HeartbeatScheduler | undefined;
   private pending: string[] = [];
   private pendingBytes = 0;
+  /** In the shared flush's set already: the per-event path skips the Set. */
+  private scheduled = false;
+  /**
+   * The transport's buffered bytes as of the last write or drain. Between
+   * writes it can only fall, so the bound checked against it is never too
+   * lax, and the per-event path reads no stream state.
+   */
+  private bufferedAtWrite = 0;
+  private readonly maxUnsentBytes: number;
   private blocked = false;
   private finished = false;
   private transportGone = false;
@@ -124,6 +139,7 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
     this.hub = hub;
     this.transport = transport;
     this.options = options;
+    this.maxUnsentBytes = options.maxUnsentBytes;
   }
 
   get isOpen(): boolean {
@@ -157,6 +173,7 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
   /** The transport can take more: write what waited. */
   drained(): void {
     this.blocked = false;
+    this.bufferedAtWrite = this.transport.bufferedBytes;
     if (this.pending.length > 0) this.flush();
   }
 
@@ -179,9 +196,11 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
 
   /** @internal called by the shared flush */
   flush(): void {
+    this.scheduled = false;
     if (this.finished || this.blocked || this.pending.length === 0) return;
     const chunk = chunkOf(this.pending);
-    this.pending = [];
+    // Emptied in place: a new array per connection per tick is garbage the collector pays for at scale.
+    this.pending.length = 0;
     this.pendingBytes = 0;
     this.writeNow(chunk);
   }
@@ -189,20 +208,24 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
   private enqueue(delivery: Delivery): void {
     if (this.finished) return;
     this.pending.push(delivery.frame);
-    this.pendingBytes += delivery.bytes;
-    if (this.pendingBytes + this.transport.bufferedBytes > this.options.maxUnsentBytes) {
+    const pendingBytes = (this.pendingBytes += delivery.bytes);
+    if (pendingBytes + this.bufferedAtWrite > this.maxUnsentBytes) {
       // Cut off, counted by the hub; the client resumes from history with Last-Event-ID.
       this.subscription?.close('slow_consumer');
       return;
     }
     if (this.blocked) return;
-    if (this.pendingBytes >= EAGER_FLUSH_BYTES) this.flush();
-    else scheduleFlush(this);
+    if (pendingBytes >= EAGER_FLUSH_BYTES) this.flush();
+    else if (!this.scheduled) {
+      this.scheduled = true;
+      scheduleFlush(this);
+    }
   }
 
   private writeNow(chunk: string | Uint8Array): void {
-    this.lastWriteAt = Date.now();
+    this.lastWriteAt = flushClock || Date.now();
     if (!this.transport.write(chunk)) this.blocked = true;
+    this.bufferedAtWrite = this.transport.bufferedBytes;
   }
 
   private finish(reason: CloseReason): void {
