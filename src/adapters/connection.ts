@@ -45,7 +45,7 @@ const HEARTBEAT = ':heartbeat\n\n';
 // Past this many queued bytes a connection is flushed at once instead of at
 // the end of the tick: a publisher in a tight loop must not grow the queue
 // towards the slow-consumer bound while the socket is ready to take it.
-const EAGER_FLUSH_BYTES = 16 * 1024;
+const EAGER_FLUSH_BYTES = 64 * 1024;
 
 /**
  * Events published in one tick are written to each socket as one chunk. One
@@ -69,42 +69,44 @@ function flushDirty(): void {
   flushClock = Date.now();
   for (const connection of connections) connection.flush();
   flushClock = 0;
-  lastFrames = undefined;
-  lastChunk = undefined;
+  openBatch = undefined;
 }
 
 let flushClock = 0;
 
 /**
- * The subscribers of a stream are queued the same frames in the same order,
- * and the shared flush visits them one after another: the chunk of one is
- * usually the chunk of the next. Joining and encoding it once, and writing
- * the same bytes to every socket, is what makes fan-out to thousands of
- * connections cost little more than the writes themselves.
+ * The frames queued for connections in a tick. The subscribers of a stream
+ * are offered the same frames in the same order, so they share one batch:
+ * each connection keeps only how many of its frames are its own (`taken`).
+ * A connection whose frames differ (a `types` filter, several streams)
+ * copies what it shares into a batch of its own. The chunk is joined and
+ * UTF-8-encoded once per batch and length, and the same bytes are written to
+ * every socket: fan-out to thousands of connections costs little more than
+ * the writes themselves, and no connection holds a queue of its own.
  */
-const utf8 = new TextEncoder();
-let lastFrames: readonly string[] | undefined;
-let lastChunk: Uint8Array | undefined;
+class FrameBatch {
+  readonly frames: string[];
+  private encodedLength = 0;
+  private encoded: Uint8Array | undefined;
 
-function chunkOf(frames: readonly string[]): Uint8Array {
-  const previous = lastFrames;
-  if (previous && previous.length === frames.length && lastChunk) {
-    let same = true;
-    // Usually the very same string objects, so each comparison is a pointer check.
-    for (let i = 0; i < frames.length; i++) if (frames[i] !== previous[i]) { same = false; break; }
-    if (same) return lastChunk;
+  constructor(frames: string[]) {
+    this.frames = frames;
   }
-  const chunk = utf8.encode(frames.length === 1 ? (frames[0] as string) : frames.join(''));
-  // A copy: connections reuse their queue array once it is written.
-  lastFrames = frames.slice();
-  lastChunk = chunk;
-  // Released at the end of the shared flush, so the cache never outlives a tick.
-  if (!flushScheduled) {
-    flushScheduled = true;
-    setImmediate(flushDirty);
+
+  /** The first `count` frames as UTF-8 bytes, shared: never modify them. */
+  chunk(count: number): Uint8Array {
+    if (this.encoded && this.encodedLength === count) return this.encoded;
+    const frames = this.frames;
+    const text = count === 1 ? (frames[0] as string) : (count === frames.length ? frames : frames.slice(0, count)).join('');
+    this.encoded = utf8.encode(text);
+    this.encodedLength = count;
+    return this.encoded;
   }
-  return chunk;
 }
+
+const utf8 = new TextEncoder();
+/** The batch started last in this tick: a connection with nothing queued joins it if its first frame is the same. */
+let openBatch: FrameBatch | undefined;
 
 /**
  * The one writer every adapter uses: sends `retry:` first, subscribes,
@@ -120,7 +122,9 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
   private readonly hub: EventManager<M>;
   private subscription: Subscription<M> | undefined;
   private heartbeats: HeartbeatScheduler | undefined;
-  private pending: string[] = [];
+  /** What is queued: the first `taken` frames of `batch`. */
+  private batch: FrameBatch | undefined;
+  private taken = 0;
   private pendingBytes = 0;
   /** In the shared flush's set already: the per-event path skips the Set. */
   private scheduled = false;
@@ -174,7 +178,7 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
   drained(): void {
     this.blocked = false;
     this.bufferedAtWrite = this.transport.bufferedBytes;
-    if (this.pending.length > 0) this.flush();
+    if (this.taken > 0) this.flush();
   }
 
   /** The peer went away (socket closed, request aborted). */
@@ -197,17 +201,17 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
   /** @internal called by the shared flush */
   flush(): void {
     this.scheduled = false;
-    if (this.finished || this.blocked || this.pending.length === 0) return;
-    const chunk = chunkOf(this.pending);
-    // Emptied in place: a new array per connection per tick is garbage the collector pays for at scale.
-    this.pending.length = 0;
+    if (this.finished || this.blocked || this.taken === 0) return;
+    const chunk = (this.batch as FrameBatch).chunk(this.taken);
+    this.batch = undefined;
+    this.taken = 0;
     this.pendingBytes = 0;
     this.writeNow(chunk);
   }
 
   private enqueue(delivery: Delivery): void {
     if (this.finished) return;
-    this.pending.push(delivery.frame);
+    this.queue(delivery.frame);
     const pendingBytes = (this.pendingBytes += delivery.bytes);
     if (pendingBytes + this.bufferedAtWrite > this.maxUnsentBytes) {
       // Cut off, counted by the hub; the client resumes from history with Last-Event-ID.
@@ -222,6 +226,20 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
     }
   }
 
+  /** Adds a frame to this connection's queue, sharing a batch with the connections that got the same frames. */
+  private queue(frame: string): void {
+    const batch = this.batch;
+    const taken = this.taken;
+    if (batch === undefined) {
+      // Nothing queued: the other subscribers of this frame's stream likely just started a batch with it.
+      const open = openBatch;
+      if (open !== undefined && open.frames[0] === frame) this.batch = open;
+      else this.batch = openBatch = new FrameBatch([frame]);
+    } else if (batch.frames.length === taken) batch.frames.push(frame);
+    else if (batch.frames[taken] !== frame) this.batch = new FrameBatch([...batch.frames.slice(0, taken), frame]);
+    this.taken = taken + 1;
+  }
+
   private writeNow(chunk: string | Uint8Array): void {
     this.lastWriteAt = flushClock || Date.now();
     if (!this.transport.write(chunk)) this.blocked = true;
@@ -233,13 +251,14 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
     this.finished = true;
     dirty.delete(this);
     this.heartbeats?.delete(this);
-    const unsent = this.pending;
-    this.pending = [];
+    const unsent = this.taken > 0 ? (this.batch as FrameBatch).chunk(this.taken) : undefined;
+    this.batch = undefined;
+    this.taken = 0;
     this.pendingBytes = 0;
     if (!this.transportGone) {
       if (reason === 'hub_closed' || reason === 'closed' || reason === 'interrupted') {
         // A clean end delivers what was already accepted for this client.
-        if (unsent.length > 0) this.transport.write(unsent.join(''));
+        if (unsent) this.transport.write(unsent);
         this.transport.end();
       } else this.transport.abort();
     }
