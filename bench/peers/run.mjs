@@ -28,7 +28,7 @@ import { fileURLToPath } from 'node:url';
 import { writeReport } from './report.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const ALL_CONTENDERS = ['raw', 'raw-coalesce', 'better-sse', 'sse-channel', 'fastify-sse', 'ssecast-node', 'ssecast-fastify'];
+const ALL_CONTENDERS = ['raw', 'raw-coalesce', 'raw-coalesce-ids', 'better-sse', 'sse-channel', 'fastify-sse', 'ssecast-node', 'ssecast-fastify'];
 
 /** Event data size in bytes, the same in every phase. */
 const SIZE = 100;
