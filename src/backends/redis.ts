@@ -70,6 +70,7 @@ export class RedisBackend implements Backend {
   readonly streamIdleTtlMs: number;
   readonly commandTimeoutMs: number;
   private readonly source: Redis;
+  private readonly connectionTag: string;
   private readonly keys: { meta: string; fanout: string; index: string; trim: string; history: string };
   private commands: (Redis & Scripts) | undefined;
   private reader: FanoutReader | undefined;
@@ -103,6 +104,8 @@ export class RedisBackend implements Backend {
     this.commandTimeoutMs = positiveInt(options.commandTimeoutMs ?? 2000, 'commandTimeoutMs');
     // One hash tag: a Redis Cluster keeps every key of a hub on one slot, which the scripts need.
     const tag = `{${this.prefix}}`;
+    // CLIENT LIST shows which hub a connection belongs to; Redis refuses spaces and newlines in a name.
+    this.connectionTag = this.prefix.replace(/[^\w.:-]/g, '_');
     this.keys = { meta: `${tag}:meta`, fanout: `${tag}:fanout`, index: `${tag}:index`, trim: `${tag}:trim`, history: `${tag}:s:` };
   }
 
@@ -113,7 +116,7 @@ export class RedisBackend implements Backend {
     // in a queue, and a script is never sent twice.
     const commands = this.source.duplicate({
       ...shared,
-      connectionName: 'ssecast',
+      connectionName: `ssecast:${this.connectionTag}`,
       enableOfflineQueue: false,
       autoResendUnfulfilledCommands: false,
       maxRetriesPerRequest: 0,
@@ -129,7 +132,7 @@ export class RedisBackend implements Backend {
     // The fan-out reader waits out an outage and carries on from its position.
     const readerConnection = this.source.duplicate({
       ...shared,
-      connectionName: 'ssecast-fanout',
+      connectionName: `ssecast-fanout:${this.connectionTag}`,
       enableOfflineQueue: true,
       // A read cut off by a reconnect is sent again: reading from the same position is harmless,
       // and ioredis would otherwise leave it unsettled for good.

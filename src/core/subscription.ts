@@ -45,10 +45,6 @@ export interface SubscriptionInit {
 export class Subscription<M extends EventMapBase = EventMapBase> implements AsyncIterable<SubscriptionEvent<M>> {
   readonly streams: ReadonlySet<string> | '*';
   readonly types: ReadonlySet<string> | null;
-  /** Resolves once history has been delivered and the subscription is live. */
-  readonly ready: Promise<void>;
-  /** Resolves with the reason when the subscription ends. */
-  readonly closed: Promise<CloseReason>;
 
   private readonly owner: SubscriptionOwner;
   private readonly maxQueue: number;
@@ -57,13 +53,18 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
   private lastSeq = 0;
   private lastId: string | undefined;
   private loading: StoredEvent[] | null = [];
-  private queue: Delivery[] = [];
+  // Only an iterating subscriber queues; a push subscriber (every HTTP connection) never allocates it.
+  private queue: Delivery[] | undefined;
+  private isLive = false;
+  // Made on first use: ten thousand connections need not carry two promises each that nobody awaits.
+  private readyPromise: Promise<void> | undefined;
+  private closedPromise: Promise<CloseReason> | undefined;
   private waiter: ((result: IteratorResult<SubscriptionEvent<M>>) => void) | undefined;
   private waiterReject: ((error: unknown) => void) | undefined;
   private closeReason: CloseReason | undefined;
   private failure: unknown;
-  private resolveReady!: () => void;
-  private resolveClosed!: (reason: CloseReason) => void;
+  private resolveReady: (() => void) | undefined;
+  private resolveClosed: ((reason: CloseReason) => void) | undefined;
 
   /** @internal created by `EventManager.subscribe` */
   constructor(owner: SubscriptionOwner, init: SubscriptionInit) {
@@ -73,8 +74,23 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
     this.maxQueue = init.maxQueue;
     this.onEvent = init.onEvent;
     this.onClose = init.onClose;
-    this.ready = new Promise((resolve) => (this.resolveReady = resolve));
-    this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
+  }
+
+  /** Resolves once history has been delivered and the subscription is live (or it ended first). */
+  get ready(): Promise<void> {
+    if (!this.readyPromise) {
+      this.readyPromise = this.isLive || this.closeReason ? Promise.resolve() : new Promise((resolve) => (this.resolveReady = resolve));
+    }
+    return this.readyPromise;
+  }
+
+  /** Resolves with the reason when the subscription ends. */
+  get closed(): Promise<CloseReason> {
+    if (!this.closedPromise) {
+      const reason = this.closeReason;
+      this.closedPromise = reason ? Promise.resolve(reason) : new Promise((resolve) => (this.resolveClosed = resolve));
+    }
+    return this.closedPromise;
   }
 
   /** The id of the last event delivered: what a client would send as Last-Event-ID. */
@@ -92,8 +108,8 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
     this.closeReason = reason;
     this.loading = null;
     this.owner.release(this, reason);
-    this.resolveReady();
-    this.resolveClosed(reason);
+    this.resolveReady?.();
+    this.resolveClosed?.(reason);
     if (this.waiter) this.settleWaiter();
     this.onClose?.(reason);
   }
@@ -122,7 +138,8 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
     const pending = this.loading ?? [];
     this.loading = null;
     for (const event of pending) if (this.deliver(event)) delivered++;
-    this.resolveReady();
+    this.isLive = true;
+    this.resolveReady?.();
     return delivered;
   }
 
@@ -153,11 +170,12 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
       resolve({ value: delivery.event as SubscriptionEvent<M>, done: false });
       return true;
     }
-    if (this.queue.length >= this.maxQueue) {
+    const queue = (this.queue ??= []);
+    if (queue.length >= this.maxQueue) {
       this.close('slow_consumer');
       return false;
     }
-    this.queue.push(delivery);
+    queue.push(delivery);
     return true;
   }
 
@@ -194,7 +212,7 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
     if (this.onEvent) throw new TypeError('this subscription pushes to onEvent; it cannot also be iterated');
     return {
       next: () => {
-        const delivery = this.queue.shift();
+        const delivery = this.queue?.shift();
         if (delivery) return Promise.resolve({ value: delivery.event as SubscriptionEvent<M>, done: false });
         if (this.closeReason) {
           const error = this.terminalError();
