@@ -12,7 +12,12 @@ function newStream(name) {
   return { name, responses: new Set(), pending: '', dirty: false };
 }
 
-export async function start() {
+export function start() {
+  return startCoalescing((data) => `data: ${data}\n\n`);
+}
+
+/** The coalescing server, writing the frame `frameOf(data)` builds for each event. */
+export async function startCoalescing(frameOf) {
   /** @type {Map<string, ReturnType<typeof newStream>>} */
   const streams = new Map();
   /** Streams with pending frames, written by the next flush. */
@@ -62,11 +67,11 @@ export async function start() {
     port,
     path: PATH,
     version: nodeVersion,
-    /** Same bare `data:` frame as `raw`, queued for this turn's flush. */
+    /** The event's frame, queued for this turn's flush. */
     publish(stream, data) {
       const target = streams.get(stream);
       if (!target || target.responses.size === 0) return;
-      target.pending += `data: ${data}\n\n`;
+      target.pending += frameOf(data);
       if (!target.dirty) {
         target.dirty = true;
         dirty.push(target);
