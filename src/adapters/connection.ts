@@ -130,8 +130,8 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
   private scheduled = false;
   /**
    * The transport's buffered bytes as of the last write or drain. Between
-   * writes it can only fall, so the bound checked against it is never too
-   * lax, and the per-event path reads no stream state.
+   * writes it can only fall, so the per-event path compares against it and
+   * reads the stream's own count only when the bound seems crossed.
    */
   private bufferedAtWrite = 0;
   private readonly maxUnsentBytes: number;
@@ -214,9 +214,14 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
     this.queue(delivery.frame);
     const pendingBytes = (this.pendingBytes += delivery.bytes);
     if (pendingBytes + this.bufferedAtWrite > this.maxUnsentBytes) {
-      // Cut off, counted by the hub; the client resumes from history with Last-Event-ID.
-      this.subscription?.close('slow_consumer');
-      return;
+      // The count from the last write may be stale (node:http corks a response until the next
+      // tick, so right after a write it holds the whole chunk): read it again before judging.
+      this.bufferedAtWrite = this.transport.bufferedBytes;
+      if (pendingBytes + this.bufferedAtWrite > this.maxUnsentBytes) {
+        // Cut off, counted by the hub; the client resumes from history with Last-Event-ID.
+        this.subscription?.close('slow_consumer');
+        return;
+      }
     }
     if (this.blocked) return;
     if (pendingBytes >= EAGER_FLUSH_BYTES) this.flush();
