@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { EventManager } from '../src/index.js';
+import { EventManager, MemoryBackend, type ReadQuery, type ReadResult } from '../src/index.js';
 import { createSseHandler } from '../src/adapters/node.js';
 import { cleanupAfterEach, openStream, startServer, waitUntil } from './helpers.js';
 
@@ -72,5 +72,44 @@ describe('fan-out of one tick to connections with different frames', () => {
     await second.waitFor((c) => c.events.length === 160, 5000, 'the 160 ticks');
     expect(first.events.map((e) => JSON.parse(e.data).n)).toEqual(Array.from({ length: 200 }, (_, i) => i));
     expect(second.events.map((e) => JSON.parse(e.data).n)).toEqual(Array.from({ length: 200 }, (_, i) => i).filter((i) => i % 5 !== 0));
+  });
+});
+
+describe('live events that arrive while history loads', () => {
+  // A history read that takes a while, as a Redis round trip does under load.
+  class SlowReadBackend extends MemoryBackend {
+    override async read(query: ReadQuery): Promise<ReadResult> {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      return super.read(query);
+    }
+  }
+
+  it('holds a burst of more than maxQueue events for an HTTP client, bounded by its unsent bytes, and delivers them in order', async () => {
+    const hub = new EventManager<Events>({ backend: new SlowReadBackend({ maxEventsPerStream: 5000 }), replay: 0, maxQueue: 1000 });
+    const server = await startServer(createSseHandler(hub));
+    cleanups.push(() => server.close(), () => hub.close());
+    const client = await openStream(`${server.url}/?stream=a`);
+    cleanups.push(() => client.close());
+    await waitUntil(() => hub.stats().connections === 1);
+    // 1,500 events (about 90 KB) while the history read is still out: over maxQueue, far under maxUnsentBytes.
+    for (let n = 0; n < 1500; n++) await hub.publish('a', 'tick', { n });
+    await client.waitFor((c) => c.events.length === 1500, 5000, 'all 1,500 events');
+    expect(client.events.map((e) => JSON.parse(e.data).n)).toEqual(Array.from({ length: 1500 }, (_, i) => i));
+    expect(hub.stats()).toMatchObject({ dropped: 0, connections: 1 });
+  });
+
+  it('still cuts off an HTTP client whose held events pass its unsent-bytes bound, and an iterator past maxQueue', async () => {
+    const hub = new EventManager<Events>({ backend: new SlowReadBackend({ maxEventsPerStream: 5000 }), replay: 0, maxQueue: 1000 });
+    const server = await startServer(createSseHandler(hub, { maxUnsentBytes: 32 * 1024 }));
+    cleanups.push(() => server.close(), () => hub.close());
+    const client = await openStream(`${server.url}/?stream=a`);
+    cleanups.push(() => client.close());
+    const iterating = hub.subscribe({ streams: ['a'] });
+    await waitUntil(() => hub.stats().connections === 2);
+    for (let n = 0; n < 1500; n++) await hub.publish('a', 'tick', { n });
+    await waitUntil(() => hub.stats().dropped === 2, 5000, 'both subscribers to be cut off');
+    await client.ended;
+    expect(client.events.length).toBe(0);
+    await expect(iterating[Symbol.asyncIterator]().next()).rejects.toMatchObject({ code: 'ERR_SLOW_CONSUMER' });
   });
 });

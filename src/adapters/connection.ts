@@ -164,6 +164,7 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
       lastEventId: this.options.lastEventId,
       since: this.options.since,
       replay: this.options.replay,
+      maxLoadingBytes: this.maxUnsentBytes,
       onEvent: (delivery) => this.enqueue(delivery),
       onClose: (reason) => this.finish(reason),
     });

@@ -58,6 +58,13 @@ export interface SubscribeOptions<M extends EventMapBase = EventMapBase> {
   /** @defaultValue the hub's `maxQueue` */
   maxQueue?: number | undefined;
   /**
+   * Push mode: while history loads, hold live events up to this many bytes
+   * instead of `maxQueue` events. Adapters pass their `maxUnsentBytes`, so a
+   * burst during a slow history read (a Redis round trip) is bounded the way
+   * the connection is, not cut off at 1000 events.
+   */
+  maxLoadingBytes?: number | undefined;
+  /**
    * Push mode: called synchronously with every delivery (its frame is the
    * shared wire encoding). Adapters use this; a subscription with `onEvent`
    * cannot be iterated.
@@ -193,6 +200,7 @@ export class EventManager<M extends EventMapBase = EventMapBase> implements Subs
       streams,
       types: options.types ? new Set(options.types) : null,
       maxQueue: nonNegativeInt(options.maxQueue ?? this.options.maxQueue, 'maxQueue'),
+      maxLoadingBytes: options.maxLoadingBytes === undefined || !options.onEvent ? undefined : nonNegativeInt(options.maxLoadingBytes, 'maxLoadingBytes'),
       onEvent: options.onEvent,
       onClose: options.onClose,
     });

@@ -29,6 +29,8 @@ export interface SubscriptionInit {
   types: ReadonlySet<string> | null;
   /** Events buffered in iterator mode (and while history loads) before the subscriber counts as slow. */
   maxQueue: number;
+  /** Push mode: bound the live events held while history loads by their bytes instead of by `maxQueue`. */
+  maxLoadingBytes?: number | undefined;
   onEvent?: ((delivery: Delivery) => void) | undefined;
   onClose?: ((reason: CloseReason) => void) | undefined;
 }
@@ -48,6 +50,8 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
 
   private readonly owner: SubscriptionOwner;
   private readonly maxQueue: number;
+  private readonly maxLoadingBytes: number | undefined;
+  private loadingBytes = 0;
   private readonly onEvent: ((delivery: Delivery) => void) | undefined;
   private readonly onClose: ((reason: CloseReason) => void) | undefined;
   private lastSeq = 0;
@@ -72,6 +76,7 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
     this.streams = init.streams;
     this.types = init.types;
     this.maxQueue = init.maxQueue;
+    this.maxLoadingBytes = init.maxLoadingBytes;
     this.onEvent = init.onEvent;
     this.onClose = init.onClose;
   }
@@ -118,7 +123,9 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
   offer(event: StoredEvent): boolean {
     if (this.closeReason) return false;
     if (this.loading) {
-      if (this.loading.length >= this.maxQueue) {
+      const full =
+        this.maxLoadingBytes === undefined ? this.loading.length >= this.maxQueue : (this.loadingBytes += event.bytes) > this.maxLoadingBytes;
+      if (full) {
         this.close('slow_consumer');
         return false;
       }
