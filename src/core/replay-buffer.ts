@@ -151,9 +151,7 @@ export class ReplayBuffer {
     const now = this.now();
     const stream = event.event.stream;
     let history = this.streams.get(stream);
-    if (history) {
-      if (stream !== this.newest) this.streams.delete(stream);
-    } else {
+    if (!history) {
       history = new StreamHistory(now);
       // This stream may have been dropped whole before; what it held is gone,
       // so a resume from before the last drop must resync, not skip silently.
@@ -161,7 +159,7 @@ export class ReplayBuffer {
       history.droppedAt = this.evictedAt;
     }
     history.touchedAt = now;
-    if (stream !== this.newest) this.moveToBack(stream, history);
+    this.moveToBack(stream, history);
     history.push(event);
     this.totalBytes += event.bytes;
     while (
@@ -236,10 +234,7 @@ export class ReplayBuffer {
       const history = this.streams.get(stream);
       if (!history) continue;
       history.touchedAt = now;
-      if (stream !== this.newest) {
-        this.streams.delete(stream);
-        this.moveToBack(stream, history);
-      }
+      this.moveToBack(stream, history);
     }
   }
 
@@ -250,7 +245,6 @@ export class ReplayBuffer {
       if (this.isPinned(stream)) {
         // Followed streams stay; move it to the back so the sweep keeps going.
         history.touchedAt = now;
-        this.streams.delete(stream);
         this.moveToBack(stream, history);
         continue;
       }
@@ -287,6 +281,8 @@ export class ReplayBuffer {
    * rehashes): the newest stream is left where it is.
    */
   private moveToBack(stream: string, history: StreamHistory): void {
+    if (stream === this.newest) return;
+    this.streams.delete(stream);
     this.streams.set(stream, history);
     this.newest = stream;
   }
