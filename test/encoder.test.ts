@@ -283,6 +283,10 @@ describe('formatEvent: injection', () => {
     expect(formatError(() => formatEvent({ id, data: 'x' })).code).toBe('ERR_SSE_ID_NEWLINE');
   });
 
+  it('rejects an event name containing NUL', () => {
+    expect(formatError(() => formatEvent({ event: 'a\0b', data: 'x' })).code).toBe('ERR_SSE_EVENT_NUL');
+  });
+
   it('rejects an id containing NUL', () => {
     expect(formatError(() => formatEvent({ id: 'a\0b', data: 'x' })).code).toBe('ERR_SSE_ID_NUL');
   });

@@ -7,6 +7,7 @@
 /** What went wrong in {@link formatEvent}. */
 export type SseFormatErrorCode =
   | 'ERR_SSE_EVENT_NEWLINE'
+  | 'ERR_SSE_EVENT_NUL'
   | 'ERR_SSE_ID_NEWLINE'
   | 'ERR_SSE_ID_NUL'
   | 'ERR_SSE_RETRY'
@@ -99,6 +100,11 @@ export function assertEventName(event: unknown): asserts event is string {
       `event name ${JSON.stringify(event)} contains CR or LF, which would inject fields into the stream`,
     );
   }
+  // The stream carries it, but no listener can be added for it by hand and
+  // logs and proxies cut strings at it: a NUL in a type is a bug upstream.
+  if (event.includes('\0')) {
+    throw new SseFormatError('ERR_SSE_EVENT_NUL', `event name ${JSON.stringify(event)} contains NUL`);
+  }
 }
 
 export function assertEventId(id: unknown): asserts id is string {
@@ -122,7 +128,7 @@ export function assertEventId(id: unknown): asserts id is string {
  * CRLF/LF/CR into one `data:` line each, LF line endings, a blank line at the
  * end. Field order: comment, event, id, retry, data.
  *
- * @throws {SseFormatError} for a CR/LF in `event` or `id`, a NUL in `id`, a
+ * @throws {SseFormatError} for a CR/LF or NUL in `event` or `id`, a
  *   `retry` that is not a non-negative integer, or data JSON cannot represent.
  * @example
  * formatEvent({ event: 'git_operation', id: 'k1.7', data: { progress: 45 } })
