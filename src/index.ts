@@ -10,3 +10,12 @@ export { frameFor } from './core/backend.js';
 export { MemoryBackend, type MemoryBackendOptions } from './backends/memory.js';
 export type { EventMapBase, EventOf, PublishedEvent, ResyncData, ResyncEvent, ResyncReason, SubscriptionEvent } from './core/types.js';
 export { redactSecrets, redactDeep, REDACTED } from './core/redact.js';
+export {
+  EventValidationError,
+  type EventSchemas,
+  type InferEventMap,
+  type StandardIssue,
+  type StandardResult,
+  type StandardSchemaProps,
+  type StandardSchemaV1,
+} from './core/schema.js';

@@ -6,6 +6,7 @@ import { HeartbeatScheduler } from './heartbeat.js';
 import { MAX_EVENT_ID_LENGTH, parseEventId } from './ids.js';
 import { Subscription, type CloseReason, type Delivery, type SubscriptionOwner } from './subscription.js';
 import type { EventMapBase, PublishedEvent, ResyncData, ResyncEvent, ResyncReason } from './types.js';
+import { checkSchemas, EventValidationError, validatePayload, type EventSchemas, type StandardSchemaV1 } from './schema.js';
 import { nonNegativeInt } from './validate.js';
 
 /** How long `close()` waits for accepted events to reach open streams. */
@@ -14,7 +15,8 @@ const CLOSE_DRAIN_MS = 2000;
 /** Longest stream name accepted. Stream names come from query strings; keep them short. */
 export const MAX_STREAM_NAME_LENGTH = 256;
 
-export interface EventManagerOptions {
+// `any` by default, so options typed without an event map still fit a typed hub.
+export interface EventManagerOptions<M extends EventMapBase = any> {
   /**
    * Where events are stored and how instances share them.
    * @defaultValue a `MemoryBackend` built from the history options below
@@ -36,6 +38,18 @@ export interface EventManagerOptions {
   heartbeatMs?: number;
   /** Events an iterating subscriber (or one whose history is loading) may fall behind before it is cut off. @defaultValue 1000 */
   maxQueue?: number;
+  /**
+   * A Standard Schema validator (zod, valibot, arktype, …) per event type.
+   * `publish` validates the payload first and rejects an invalid one with an
+   * `EventValidationError` naming the type and the failing path; what is
+   * stored and sent is the schema's output (its defaults and transforms
+   * applied). With schemas, a type that has none is rejected too, unless
+   * `allowUnvalidatedTypes`.
+   * @defaultValue no validation
+   */
+  schemas?: EventSchemas<M>;
+  /** With `schemas`, accept event types that have no schema, unvalidated. @defaultValue false */
+  allowUnvalidatedTypes?: boolean;
 }
 
 export interface SubscribeOptions<M extends EventMapBase = EventMapBase> {
@@ -106,7 +120,7 @@ export interface HubStats {
  * for await (const event of hub.subscribe({ streams: ['agent-1'] })) console.log(event);
  */
 export class EventManager<M extends EventMapBase = EventMapBase> implements SubscriptionOwner {
-  readonly options: Readonly<Required<Omit<EventManagerOptions, 'backend'>>>;
+  readonly options: Readonly<Required<Omit<EventManagerOptions, 'backend' | 'schemas' | 'allowUnvalidatedTypes'>>>;
   readonly backend: Backend;
   private readonly opened: Promise<void>;
   private readonly byStream = new Map<string, Set<Subscription<M>>>();
@@ -115,8 +129,12 @@ export class EventManager<M extends EventMapBase = EventMapBase> implements Subs
   private readonly heartbeats = new Map<number, HeartbeatScheduler>();
   private counters = { published: 0, delivered: 0, dropped: 0, resyncs: 0 };
   private isClosed = false;
+  private readonly schemas: ReadonlyMap<string, StandardSchemaV1> | undefined;
+  private readonly allowUnvalidatedTypes: boolean;
 
-  constructor(options: EventManagerOptions = {}) {
+  constructor(options: EventManagerOptions<M> = {}) {
+    this.schemas = checkSchemas(options.schemas);
+    this.allowUnvalidatedTypes = options.allowUnvalidatedTypes === true;
     this.options = {
       historySize: options.historySize ?? 100,
       historyBytes: options.historyBytes ?? 256 * 1024,
@@ -157,9 +175,10 @@ export class EventManager<M extends EventMapBase = EventMapBase> implements Subs
    * Stores an event on `stream` and delivers it to that stream's subscribers.
    *
    * Rejects with a `TypeError` (`SseFormatError` for wire problems) for a bad
-   * stream name, an event type with CR/LF or the reserved `resync`, or data
-   * JSON cannot represent; with `SsecastError` when the hub is closed or the
-   * backend fails. A rejected event is neither stored nor sent.
+   * stream name, an event type with CR/LF/NUL or the reserved `resync`, or
+   * data JSON cannot represent; with `EventValidationError` (a `TypeError`)
+   * for a payload its schema rejects; with `SsecastError` when the hub is
+   * closed or the backend fails. A rejected event is neither stored nor sent.
    */
   async publish<K extends keyof M & string>(stream: string, type: K, data: M[K]): Promise<PublishedEvent<M[K], K>> {
     if (this.isClosed) throw new SsecastError('ERR_HUB_CLOSED', 'publish() on a closed EventManager');
@@ -168,6 +187,7 @@ export class EventManager<M extends EventMapBase = EventMapBase> implements Subs
     if (type === '' || type === 'resync') {
       throw new TypeError(`event type ${JSON.stringify(type)} is ${type ? 'reserved for resume control events' : 'empty'}`);
     }
+    if (this.schemas) data = (await this.validate(stream, type, data)) as M[K];
     const body = `event: ${type}\n${dataLines(serializeData(data))}`;
     await this.opened;
     if (this.isClosed) throw new SsecastError('ERR_HUB_CLOSED', 'publish() on a closed EventManager');
@@ -259,6 +279,18 @@ export class EventManager<M extends EventMapBase = EventMapBase> implements Subs
     this.heartbeats.clear();
     await this.opened.catch(() => {});
     await this.backend.close();
+  }
+
+  private validate(stream: string, type: string, data: unknown): unknown {
+    const schema = (this.schemas as ReadonlyMap<string, StandardSchemaV1>).get(type);
+    if (schema) return validatePayload(schema, type, stream, data);
+    if (this.allowUnvalidatedTypes) return data;
+    throw new EventValidationError(
+      type,
+      stream,
+      [],
+      `no schema for event type ${JSON.stringify(type)} (stream ${JSON.stringify(stream)}); add one to schemas, or set allowUnvalidatedTypes`,
+    );
   }
 
   /** @internal */
