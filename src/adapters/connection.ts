@@ -37,11 +37,16 @@ export interface ConnectionOptions {
   heartbeatMs: number;
   /** Unsent bytes (queued here plus buffered in the transport) past which the client is cut off. */
   maxUnsentBytes: number;
+  /** Epoch milliseconds at which the principal's credentials expire: the stream ends then. */
+  expiresAt?: number | undefined;
   /** Called once when the connection is finished, whoever ended it. */
   onClose?: ((reason: CloseReason) => void) | undefined;
 }
 
 const HEARTBEAT = ':heartbeat\n\n';
+const EXPIRED = ': credentials expired\n\n';
+// setTimeout's limit (about 24.8 days): a later expiry re-arms.
+const MAX_TIMER_MS = 2 ** 31 - 1;
 // Past this many queued bytes a connection is flushed at once instead of at
 // the end of the tick: a publisher in a tight loop must not grow the queue
 // towards the slow-consumer bound while the socket is ready to take it.
@@ -138,6 +143,7 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
   private blocked = false;
   private finished = false;
   private transportGone = false;
+  private expiryTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(hub: EventManager<M>, transport: SseTransport, options: ConnectionOptions) {
     this.hub = hub;
@@ -172,6 +178,7 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
       this.heartbeats = this.hub.heartbeatScheduler(this.options.heartbeatMs);
       this.heartbeats.add(this);
     }
+    if (this.options.expiresAt !== undefined) this.armExpiry(this.options.expiresAt);
     return this.subscription;
   }
 
@@ -192,6 +199,15 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
   close(reason: CloseReason = 'closed'): void {
     if (this.subscription) this.subscription.close(reason);
     else this.finish(reason);
+  }
+
+  /** Ends the stream when the credentials run out; the timer goes with the connection. */
+  private armExpiry(at: number): void {
+    if (this.finished) return;
+    const left = at - Date.now();
+    if (left <= 0) return this.close('expired');
+    // Not unref'd: the open socket holds the process anyway, and finish() clears it.
+    this.expiryTimer = setTimeout(() => this.armExpiry(at), Math.min(left, MAX_TIMER_MS));
   }
 
   heartbeat(): void {
@@ -257,14 +273,16 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
     this.finished = true;
     dirty.delete(this);
     this.heartbeats?.delete(this);
+    clearTimeout(this.expiryTimer);
     const unsent = this.taken > 0 ? (this.batch as FrameBatch).chunk(this.taken) : undefined;
     this.batch = undefined;
     this.taken = 0;
     this.pendingBytes = 0;
     if (!this.transportGone) {
-      if (reason === 'hub_closed' || reason === 'closed' || reason === 'interrupted') {
+      if (reason === 'hub_closed' || reason === 'closed' || reason === 'interrupted' || reason === 'expired') {
         // A clean end delivers what was already accepted for this client.
         if (unsent) this.transport.write(unsent);
+        if (reason === 'expired') this.transport.write(EXPIRED);
         this.transport.end();
       } else this.transport.abort();
     }

@@ -4,7 +4,7 @@ import type { EventMapBase } from '../core/types.js';
 import type { SseHandlerOptions } from './gate.js';
 import { nodeHandler } from './node-stream.js';
 
-export type { Principal, SseHandlerOptions } from './gate.js';
+export type { Principal, RetryRange, SseHandlerOptions } from './gate.js';
 export type { CompressOptions } from './compression.js';
 
 /**

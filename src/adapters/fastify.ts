@@ -8,7 +8,7 @@ import { SseGate, type SseHandlerOptions } from './gate.js';
 import { nodeRequestView, openNodeStream } from './node-stream.js';
 import { rejectionHeaders } from './reject.js';
 
-export type { Principal, SseHandlerOptions } from './gate.js';
+export type { Principal, RetryRange, SseHandlerOptions } from './gate.js';
 export type { CompressOptions } from './compression.js';
 
 export interface SsecastFastifyOptions<M extends EventMapBase = EventMapBase> extends SseHandlerOptions<FastifyRequest> {

@@ -6,7 +6,7 @@ import { SseConnection, type SseTransport } from './connection.js';
 import { reject, SseGate, type Admission, type SseHandlerOptions } from './gate.js';
 import { rejectionHeaders, streamHeaders, type Rejection } from './reject.js';
 
-export type { Principal, SseHandlerOptions } from './gate.js';
+export type { Principal, RetryRange, SseHandlerOptions } from './gate.js';
 export type { CompressOptions } from './compression.js';
 
 /**

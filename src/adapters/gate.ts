@@ -12,6 +12,15 @@ export { reject, type Rejection } from './reject.js';
 export interface Principal {
   id: string;
   streams: readonly string[] | '*';
+  /**
+   * When the credentials behind this principal stop being valid (a JWT's
+   * `exp`, as a `Date` or epoch milliseconds). The stream ends cleanly then,
+   * and the client must come back with fresh credentials: the reconnect is
+   * authorized again, and what it resumes is checked against the principal
+   * it has then. An expired principal gets 401.
+   * @defaultValue never
+   */
+  expiresAt?: Date | number | undefined;
 }
 
 /** Options every adapter accepts. `Req` is the framework's request object. */
@@ -31,8 +40,14 @@ export interface SseHandlerOptions<Req> {
   maxConnectionsPerPrincipal?: number;
   /** Streams one connection may follow; more gets 400. @defaultValue 50 */
   maxStreamsPerConnection?: number;
-  /** The `retry:` reconnection hint sent first on every stream. @defaultValue 3000 */
-  retryMs?: number;
+  /**
+   * The `retry:` reconnection hint sent first on every stream, in
+   * milliseconds. A range `{ min, max }` draws a value per connection,
+   * uniformly, so that clients dropped together (a deploy, a crash) do not
+   * all come back in the same second.
+   * @defaultValue 3000
+   */
+  retryMs?: number | RetryRange;
   /** Idle time before a `:heartbeat` comment; 0 disables. @defaultValue the hub's `heartbeatMs` (30000) */
   heartbeatMs?: number;
   /** Bytes a client may have unsent before it is cut off as a slow consumer. @defaultValue 1048576 (1 MiB) */
@@ -55,6 +70,12 @@ export interface SseHandlerOptions<Req> {
    * @defaultValue logs with `console.error`
    */
   onError?: (error: unknown, req: Req) => void;
+}
+
+/** Bounds (inclusive, milliseconds) of a per-connection random `retry:` hint. */
+export interface RetryRange {
+  min: number;
+  max: number;
 }
 
 /** The framework-neutral view of a request that the gate reads. */
@@ -83,7 +104,7 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
   private readonly perPrincipal = new Map<string, number>();
   private readonly maxPerPrincipal: number;
   private readonly maxStreams: number;
-  private readonly retryMs: number;
+  private readonly retryMs: RetryRange;
   private readonly heartbeatMs: number;
   private readonly maxUnsentBytes: number;
 
@@ -92,7 +113,7 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
     this.options = options;
     this.maxPerPrincipal = positiveInt(options.maxConnectionsPerPrincipal ?? 10, 'maxConnectionsPerPrincipal');
     this.maxStreams = positiveInt(options.maxStreamsPerConnection ?? 50, 'maxStreamsPerConnection');
-    this.retryMs = nonNegativeInt(options.retryMs ?? 3000, 'retryMs');
+    this.retryMs = retryRange(options.retryMs ?? 3000);
     this.heartbeatMs = nonNegativeInt(options.heartbeatMs ?? hub.options.heartbeatMs, 'heartbeatMs');
     this.maxUnsentBytes = positiveInt(options.maxUnsentBytes ?? 1024 * 1024, 'maxUnsentBytes');
     if (options.replay !== undefined) nonNegativeInt(options.replay, 'replay');
@@ -114,17 +135,20 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
 
     let requested: readonly string[] | '*';
     let principal: Principal | null | undefined;
+    let expiresAt: number | undefined;
     try {
       requested = this.options.streams ? await this.options.streams(req) : view.url.searchParams.getAll('stream');
       if (this.options.authorize) {
         principal = await this.options.authorize(req);
         if (!principal) return reject(401, 'authentication required');
+        expiresAt = expiryOf(principal);
       }
     } catch (error) {
       this.report(error, req);
       return reject(500, 'the stream could not be opened');
     }
 
+    if (expiresAt !== undefined && expiresAt <= Date.now()) return reject(401, 'the credentials have expired; sign in again');
     const streams = checkStreams(requested, this.maxStreams);
     if (isRejection(streams)) return streams;
 
@@ -149,9 +173,10 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
         types: requestOptions.types,
         since: requestOptions.since,
         replay: this.options.replay,
-        retryMs: this.retryMs,
+        retryMs: drawRetry(this.retryMs),
         heartbeatMs: this.heartbeatMs,
         maxUnsentBytes: this.maxUnsentBytes,
+        expiresAt,
       },
       release: () => {
         if (released || id === undefined) return;
@@ -172,6 +197,31 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
       console.error('[ssecast] onError threw while reporting:', secondary, 'original:', error);
     }
   }
+}
+
+function expiryOf(principal: Principal): number | undefined {
+  const { expiresAt } = principal;
+  if (expiresAt === undefined) return undefined;
+  const time = expiresAt instanceof Date ? expiresAt.getTime() : expiresAt;
+  // A bad value is a bug in authorize(): reported, and the request gets a 500 rather than a stream that never expires.
+  if (typeof time !== 'number' || Number.isNaN(time)) throw new TypeError(`principal.expiresAt must be a Date or epoch milliseconds, got ${String(expiresAt)}`);
+  return time;
+}
+
+function retryRange(option: number | RetryRange): RetryRange {
+  if (typeof option === 'number') {
+    const ms = nonNegativeInt(option, 'retryMs');
+    return { min: ms, max: ms };
+  }
+  if (typeof option !== 'object' || option === null) throw new TypeError(`retryMs must be a number of milliseconds or { min, max }, got ${String(option)}`);
+  const min = nonNegativeInt(option.min, 'retryMs.min');
+  const max = nonNegativeInt(option.max, 'retryMs.max');
+  if (min > max) throw new TypeError(`retryMs.min (${min}) must not exceed retryMs.max (${max})`);
+  return { min, max };
+}
+
+function drawRetry({ min, max }: RetryRange): number {
+  return min === max ? min : min + Math.floor(Math.random() * (max - min + 1));
 }
 
 function firstForbidden(streams: readonly string[] | '*', allowed: readonly string[] | '*'): string | undefined {

@@ -15,9 +15,11 @@ export interface Delivery<E = PublishedEvent | ResyncEvent> {
  * Why a subscription ended. `interrupted`: the backend lost continuity (a
  * Redis that lost its data, or an instance that missed part of the fan-out);
  * the subscriber resumes with its Last-Event-ID and gets an exact
- * continuation or a `resync`.
+ * continuation or a `resync`. `expired`: the principal's credentials ran
+ * out (adapters end the stream cleanly; the client reconnects with fresh
+ * credentials and its Last-Event-ID).
  */
-export type CloseReason = 'closed' | 'slow_consumer' | 'hub_closed' | 'error' | 'interrupted';
+export type CloseReason = 'closed' | 'slow_consumer' | 'hub_closed' | 'error' | 'interrupted' | 'expired';
 
 /** @internal what the hub needs back from a subscription */
 export interface SubscriptionOwner {
