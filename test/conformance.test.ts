@@ -498,11 +498,53 @@ describe.each(MATRIX)('$name', ({ adapter, backend }) => {
       const late = await openStream(url('stream=a'));
       expect(late.status).toBe(503);
     });
+
+    it('closes mid-burst: every client gets exactly what publish accepted, in order, and an ended response; no write after end', async () => {
+      const { hub, server, url } = await setup({}, { historySize: 2000 });
+      const responseErrors: unknown[] = [];
+      server.server.on('request', (_req, res: http.ServerResponse) => res.on('error', (error) => responseErrors.push(error)));
+      const rejections: unknown[] = [];
+      const onRejection = (reason: unknown) => rejections.push(reason);
+      process.on('unhandledRejection', onRejection);
+      cleanups.push(() => process.off('unhandledRejection', onRejection));
+
+      const clients = await Promise.all(Array.from({ length: 10 }, () => rawGet(url('stream=a'), {})));
+      cleanups.push(() => clients.forEach((client) => client.close()));
+      await waitUntil(() => hub.stats().connections === 10);
+      // Publish without waiting, as a busy app does, and close the hub in the middle of it.
+      const accepted: number[] = [];
+      const refused: unknown[] = [];
+      const publishes = range(0, 400).map((n) =>
+        hub.publish('a', 'tick', { n }).then(
+          () => accepted.push(n),
+          (error: unknown) => refused.push(error),
+        ),
+      );
+      await waitUntil(() => accepted.length >= 1, 5000, 'an accepted event');
+      await hub.close();
+      await Promise.all(publishes);
+      for (const error of refused) expect(error).toMatchObject({ code: 'ERR_HUB_CLOSED' });
+      expect(accepted.length).toBeGreaterThan(0);
+
+      for (const client of clients) {
+        await client.ended;
+        expect(client.endedCleanly()).toBe(true);
+        const got = [...client.text().matchAll(/data: \{"n":(\d+)\}/g)].map((match) => Number(match[1]));
+        expect(got).toEqual(accepted);
+      }
+      await sleep(50);
+      expect(responseErrors).toEqual([]);
+      expect(rejections).toEqual([]);
+    });
   });
 });
 
 interface RawResponse {
   headers: http.IncomingHttpHeaders;
+  /** Resolves when the response is over, however it ended. */
+  ended: Promise<void>;
+  /** True when the server ended the response (a complete chunked body), false when the connection was cut. */
+  endedCleanly(): boolean;
   /** Everything received so far, decompressed as far as it can be. */
   text(): string;
   compressedBytes(): number;
@@ -525,7 +567,17 @@ function rawGet(url: string, headers: Record<string, string>): Promise<RawRespon
         else text += chunk.toString('utf8');
       });
       res.on('error', () => {});
-      resolve({ headers: res.headers, text: () => text, compressedBytes: () => compressed, close: () => request.destroy() });
+      let clean = false;
+      res.on('end', () => (clean = true));
+      const ended = new Promise<void>((done) => res.on('close', done));
+      resolve({
+        headers: res.headers,
+        ended,
+        endedCleanly: () => clean && res.complete,
+        text: () => text,
+        compressedBytes: () => compressed,
+        close: () => request.destroy(),
+      });
     });
     request.on('error', reject);
   });

@@ -129,6 +129,9 @@ export class EventManager<M extends EventMapBase = EventMapBase> implements Subs
   private readonly heartbeats = new Map<number, HeartbeatScheduler>();
   private counters = { published: 0, delivered: 0, dropped: 0, resyncs: 0 };
   private isClosed = false;
+  /** Appends in flight: `close()` lets them finish, since their publish will resolve as accepted. */
+  private appending = 0;
+  private appendsSettled: (() => void) | undefined;
   private readonly schemas: ReadonlyMap<string, StandardSchemaV1> | undefined;
   private readonly allowUnvalidatedTypes: boolean;
 
@@ -192,11 +195,14 @@ export class EventManager<M extends EventMapBase = EventMapBase> implements Subs
     await this.opened;
     if (this.isClosed) throw new SsecastError('ERR_HUB_CLOSED', 'publish() on a closed EventManager');
     let stored: StoredEvent;
+    this.appending++;
     try {
       stored = await this.backend.append({ stream, type, data, timestamp: new Date().toISOString(), body });
     } catch (error) {
       if (error instanceof SsecastError) throw error;
       throw new SsecastError('ERR_BACKEND', `the backend could not store the ${type} event on ${JSON.stringify(stream)}: ${(error as Error)?.message ?? String(error)}`, { cause: error });
+    } finally {
+      if (--this.appending === 0) this.appendsSettled?.();
     }
     this.counters.published++;
     return stored.event as PublishedEvent<M[K], K>;
@@ -265,10 +271,12 @@ export class EventManager<M extends EventMapBase = EventMapBase> implements Subs
   async close(): Promise<void> {
     if (this.isClosed) return;
     this.isClosed = true;
-    // What publish() accepted reaches the open streams before they end: the
-    // backend's fan-out catches up, and histories still loading are sent.
+    // What publish() accepted reaches the open streams before they end: appends
+    // in flight finish, the backend's fan-out catches up, and histories still
+    // loading are sent.
     // Bounded, so a backend that is away cannot hold close() up.
-    const drained = this.opened
+    const settled = this.appending === 0 ? Promise.resolve() : new Promise<void>((resolve) => (this.appendsSettled = resolve));
+    const drained = Promise.all([this.opened, settled])
       .then(() => this.backend.flush?.())
       .then(() => Promise.all([...this.subscriptions].map((subscription) => subscription.ready)));
     let timer: ReturnType<typeof setTimeout> | undefined;
