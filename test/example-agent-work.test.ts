@@ -10,12 +10,12 @@ const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 
 const cleanups = cleanupAfterEach();
 
-async function start(env: Record<string, string> = {}): Promise<{ server: TestServer; base: string }> {
+async function start(env: Record<string, string> = {}): Promise<{ server: TestServer; base: string; hub: Awaited<ReturnType<typeof createAgentWorkApp>>['hub'] }> {
   const agentWork = await createAgentWorkApp({ env, log: { log() {}, warn() {}, error() {} } });
   const server = await listen(http.createServer(agentWork.app));
   agentWork.setOrigin(server.url);
   cleanups.push(() => agentWork.close(), () => server.close());
-  return { server, base: server.url };
+  return { server, base: server.url, hub: agentWork.hub };
 }
 
 async function runTask(base: string, agent: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
@@ -130,6 +130,29 @@ describe('Agent Work over HTTP', () => {
     expect(one.events).toEqual([]);
   }, 30_000);
 
+  it('validates every payload with its zod schema: an invalid one is refused at publish and never reaches the page', async () => {
+    const { base, hub } = await start();
+    const stream = await openStream(`${base}/api/v1/sse?agent_id=agent-1`);
+    cleanups.push(() => stream.close());
+    await waitUntil(() => hub.stats().connections === 1);
+    // The types already refuse these; the schemas catch what JavaScript callers and drifting services send.
+    const untyped = hub as unknown as { publish(stream: string, type: string, data: unknown): Promise<unknown> };
+    const publish = (type: string, data: unknown) => untyped.publish('agent-1', type, data);
+    const now = new Date().toISOString();
+    await expect(publish('sandbox_status', { sandbox_id: 's', agent_id: 'agent-1', status: 'paused', timestamp: now })).rejects.toThrow(
+      /^invalid sandbox_status event for stream "agent-1": data\.status: /,
+    );
+    await expect(publish('git_operation', { sandbox_id: 's', operation: 'clone', status: 'started', message: 'x', progress: 140, timestamp: now })).rejects.toThrow(
+      /data\.progress: /,
+    );
+    await expect(publish('pr_created', { pr_url: 'javascript:alert(1)', pr_number: 1, timestamp: now })).rejects.toThrow(/data\.pr_url: /);
+    await expect(publish('command_output', { sandbox_id: 's', output: 'x', stream: 'stdout', timestamp: now, extra: 1 })).rejects.toThrow(/data: /);
+    await expect(publish('deploy_started', {})).rejects.toThrow('no schema for event type "deploy_started"');
+    await publish('command_output', { sandbox_id: 's', output: 'ok\n', stream: 'stdout', timestamp: now });
+    await stream.waitFor((c) => c.events.length === 1);
+    expect(stream.events.map((e) => e.event)).toEqual(['command_output']);
+  });
+
   it('answers bad task requests with 400 and a message', async () => {
     const { base } = await start();
     expect((await runTask(base, 'bad agent!', {})).status).toBe(400);
@@ -188,6 +211,18 @@ describe('Agent Work with SSE_JWT_SECRET', () => {
     cleanups.push(() => bob.close());
     expect(bob.status).toBe(200);
   });
+
+  it('ends the stream when the token expires, and refuses the expired token on reconnect', async () => {
+    const { base } = await start({ SSE_JWT_SECRET: SECRET });
+    const brief = await issueToken({ sub: 'alice', agents: ['agent-1'], expiresIn: '2s' }, key);
+    const stream = await openStream(`${base}/api/v1/sse?agent_id=agent-1`, { authorization: `Bearer ${brief}` });
+    cleanups.push(() => stream.close());
+    expect(stream.status).toBe(200);
+    await stream.ended;
+    expect(stream.comments).toContain('credentials expired');
+    const again = await openStream(`${base}/api/v1/sse?agent_id=agent-1`, { authorization: `Bearer ${brief}` });
+    expect(again.status).toBe(401);
+  }, 10_000);
 
   it('takes the token from the access_token cookie or query parameter, as EventSource needs', async () => {
     const { base } = await start({ SSE_JWT_SECRET: SECRET });

@@ -17,8 +17,12 @@ describe('Agent Work auth', () => {
   });
 
   it('accepts a valid token and returns its subject and agents', async () => {
-    expect(await principalOf(await issueToken({ sub: 'alice', agents: ['a1', 'a2'] }, key), key)).toEqual({ id: 'alice', streams: ['a1', 'a2'] });
-    expect(await principalOf(await issueToken({ sub: 'root', agents: '*' }, key), key)).toEqual({ id: 'root', streams: '*' });
+    const inAnHour = Date.now() + 3_600_000;
+    const alice = await principalOf(await issueToken({ sub: 'alice', agents: ['a1', 'a2'] }, key), key);
+    expect(alice).toEqual({ id: 'alice', streams: ['a1', 'a2'], expiresAt: expect.any(Number) });
+    // The token's exp (whole seconds), in milliseconds: the stream ends when the token does.
+    expect(Math.abs((alice?.expiresAt ?? 0) - inAnHour)).toBeLessThan(2000);
+    expect(await principalOf(await issueToken({ sub: 'root', agents: '*' }, key), key)).toEqual({ id: 'root', streams: '*', expiresAt: expect.any(Number) });
   });
 
   it.each([

@@ -7,7 +7,7 @@ import { jwtVerify, SignJWT } from 'jose';
 const MAX_TOKEN_LENGTH = 4096;
 
 /**
- * @typedef {{ id: string, streams: string[] | '*' }} Principal
+ * @typedef {{ id: string, streams: string[] | '*', expiresAt?: number }} Principal
  * @typedef {{ header(name: string): string | undefined, query(name: string): string | null }} TokenSource
  */
 
@@ -44,9 +44,11 @@ export async function principalOf(token, key) {
     const { payload } = await jwtVerify(token, key, { algorithms: ['HS256'] });
     const agents = payload.agents;
     if (typeof payload.sub !== 'string' || payload.sub === '') return null;
-    if (agents === '*') return { id: payload.sub, streams: '*' };
+    // The stream ends when the token does; the page reconnects with a fresh one.
+    const expiry = typeof payload.exp === 'number' ? { expiresAt: payload.exp * 1000 } : {};
+    if (agents === '*') return { id: payload.sub, streams: '*', ...expiry };
     if (!Array.isArray(agents) || !agents.every((agent) => typeof agent === 'string')) return null;
-    return { id: payload.sub, streams: agents };
+    return { id: payload.sub, streams: agents, ...expiry };
   } catch {
     return null;
   }

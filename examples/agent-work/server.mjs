@@ -13,6 +13,7 @@ import express from 'express';
 import { EventManager } from 'ssecast';
 import { sse } from 'ssecast/express';
 import { keyFor, principalOf, tokenOf } from './auth.mjs';
+import { eventSchemas } from './events.mjs';
 import { createBareRemote } from './git.mjs';
 import { fakeGitHub } from './github.mjs';
 import { createMetrics } from './metrics.mjs';
@@ -28,7 +29,7 @@ const PUBLIC_DIR = fileURLToPath(new URL('./public/', import.meta.url));
  * @param {{ env?: NodeJS.ProcessEnv, log?: Pick<Console, 'log' | 'warn' | 'error'> }} [options]
  */
 export async function createAgentWorkApp({ env = process.env, log = console } = {}) {
-  const hub = new EventManager({ historySize: 500, replay: 200, heartbeatMs: 15_000 });
+  const hub = new EventManager({ historySize: 500, replay: 200, heartbeatMs: 15_000, schemas: eventSchemas });
   const metrics = createMetrics(hub);
   const key = env.SSE_JWT_SECRET ? keyFor(env.SSE_JWT_SECRET) : undefined;
   const workRoot = await fs.mkdtemp(path.join(os.tmpdir(), 'agent-work-remote-'));
