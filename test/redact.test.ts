@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { REDACTED, redactDeep, redactSecrets } from '../src/index.js';
+import { commandOutput } from '../bench/fixtures/command-output.mjs';
 
 // Fake credentials in the real shapes; none is valid anywhere.
 const GHP = 'ghp_' + 'a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8';
@@ -50,5 +51,54 @@ describe('redactSecrets on realistic command output', () => {
     expect(redactDeep(data)).toEqual({ sandbox_id: 's1', output: 'export GITHUB_TOKEN=[REDACTED]\n', lines: [`x ${REDACTED}`], progress: 45, when });
     expect(redactDeep(data).when).toBe(when);
     expect(data.output).toContain(GHP);
+  });
+
+  it('hides every secret in a sandbox session transcript and changes no other line', () => {
+    const AWS_SECRET = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY';
+    const NPM = 'npm_' + 'abcdefghijklmnopqrstuvwxyz0123456789';
+    const secrets = [GHP, PAT, JWT, AWS_SECRET, NPM, 'hunter2-but-longer', 's3cr3t-pass'];
+    // What an agent's shell printed, secret-bearing lines marked with `!`.
+    const transcript = [
+      '  $ git push -v origin agent/task-1',
+      `! Pushing to https://x-access-token:${GHP}@github.com/acme/app.git`,
+      '  Enumerating objects: 5, done.',
+      '  Writing objects: 100% (3/3), 312 bytes | 312.00 KiB/s, done.',
+      `! To https://x-access-token:${GHP}@github.com/acme/app.git`,
+      '   * [new branch]      agent/task-1 -> agent/task-1',
+      '  $ env | sort',
+      '  HOME=/home/user',
+      `! GITHUB_TOKEN=${PAT}`,
+      `! AWS_SECRET_ACCESS_KEY=${AWS_SECRET}`,
+      '  NODE_ENV=test',
+      '  PATH=/usr/local/bin:/usr/bin:/bin',
+      '  $ npm config list',
+      `! //registry/:_authToken = ${NPM}`,
+      '  ; node bin location = /usr/local/bin/node',
+      '  $ curl -v https://api.example.com/v1/me',
+      '  > GET /v1/me HTTP/1.1',
+      `! > Authorization: Bearer ${JWT}`,
+      '  < HTTP/1.1 200 OK',
+      '  < content-type: application/json',
+      '  $ psql "postgres://app:s3cr3t-pass@db:5432/app" -c "select 1"',
+      '  $ cat .env',
+      '! DB_PASSWORD=hunter2-but-longer',
+      '  LOG_LEVEL=debug',
+      '  MAX_TOKENS=4096',
+    ];
+    // The psql line carries a secret too, in its URL.
+    const marked = (line: string) => line.startsWith('!') || line.includes('s3cr3t-pass');
+    const input = transcript.map((line) => line.slice(2)).join('\n');
+    const output = redactSecrets(input).split('\n');
+    for (const secret of secrets) expect(output.join('\n')).not.toContain(secret);
+    transcript.forEach((line, i) => {
+      if (marked(line)) expect(output[i]).toContain(REDACTED);
+      else expect(output[i]).toBe(line.slice(2));
+    });
+  });
+
+  it('changes nothing in 2,000 lines of ordinary build and test output', () => {
+    const lines = commandOutput(2000, 7).map((line) => line.text);
+    const changed = lines.filter((line) => redactSecrets(line) !== line);
+    expect(changed).toEqual([]);
   });
 });
