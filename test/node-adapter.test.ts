@@ -2,7 +2,7 @@ import http from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { EventManager } from '../src/index.js';
 import { createSseHandler } from '../src/adapters/node.js';
-import { cleanupAfterEach, openStream, startServer, waitUntil } from './helpers.js';
+import { cleanupAfterEach, openStream, stalledClient, startServer, waitUntil } from './helpers.js';
 
 type Events = { tick: { n: number }; note: string };
 
@@ -41,5 +41,28 @@ describe('node:http adapter', () => {
     const again = await openStream(`${server.url}/?stream=a`);
     cleanups.push(() => again.close());
     expect(again.status).toBe(200);
+  });
+
+  it('resets a slow consumer it cuts off, so the kernel does not keep its backlog', async () => {
+    const hub = new EventManager<Events>();
+    const server = await startServer(createSseHandler(hub, { maxUnsentBytes: 64 * 1024 }));
+    cleanups.push(() => server.close(), () => hub.close());
+    const stalled = stalledClient(server.port, '/?stream=a');
+    cleanups.push(() => void stalled.socket.destroy());
+    await waitUntil(() => hub.stats().connections === 1);
+    const line = 'x'.repeat(1000);
+    // Far more than loopback buffers hold (about 4 MiB per socket), so the bound is crossed.
+    for (let n = 0; n < 20_000 && hub.stats().dropped === 0; n++) {
+      await hub.publish('a', 'note', `${n}:${line}`);
+      if (n % 20 === 19) await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(hub.stats().dropped).toBe(1);
+    let received = 0;
+    stalled.socket.on('data', (chunk: Buffer) => (received += chunk.length));
+    stalled.socket.resume();
+    await waitUntil(() => stalled.closed, 5000, 'the stalled socket to close');
+    // After a FIN the client would still read the whole backlog the server's kernel kept for it
+    // (about 4 MB here); after a reset it gets at most what its own receive buffer held.
+    expect(received).toBeLessThan(1024 * 1024);
   });
 });

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import * as zlib from 'node:zlib';
 import type { EventManager } from '../core/event-manager.js';
@@ -135,7 +136,11 @@ function nodeTransport(res: NodeResponse, http2: boolean): SseTransport & { writ
     },
     end: () => res.end(),
     abort: () => {
-      if (http2) (res as Http2ServerResponse).stream.close(0x8 /* CANCEL */);
+      if (http2) return (res as Http2ServerResponse).stream.close(0x8 /* CANCEL */);
+      // A reset, not a FIN: a slow consumer's socket still holds megabytes the kernel would keep
+      // trying to deliver (FIN_WAIT1) long after the cut-off. A reset frees them at once.
+      const socket = (res as ServerResponse).socket as (Socket & { resetAndDestroy?: () => void }) | null;
+      if (socket && typeof socket.resetAndDestroy === 'function' && !socket.destroyed) socket.resetAndDestroy();
       else res.destroy();
     },
   };
