@@ -48,6 +48,8 @@ let partial = new Uint8Array(0);
 let states = new Uint8Array(0);
 /** performance.now() of the read that last raised the count. */
 let lastAt = new Float64Array(0);
+/** 1 for connections opened with `stalled`: they never read after the head, and no `reset` watches them. */
+let stalledFlags = new Uint8Array(0);
 /** Sampled connections (set by `reset`): id → parser. Sparse; undefined for counted-only ones. */
 /** @type {Array<Sampler | undefined>} */
 let samplers = [];
@@ -66,6 +68,7 @@ function ensureCapacity(wanted) {
   partial = grow(Uint8Array, partial);
   states = grow(Uint8Array, states);
   lastAt = grow(Float64Array, lastAt);
+  stalledFlags = grow(Uint8Array, stalledFlags);
   capacity = next;
 }
 
@@ -234,12 +237,15 @@ let chunkedFlags = new Uint8Array(0);
 /**
  * Opens one SSE connection as connection `id`. Resolves with undefined once the
  * response head has been read (status 2xx), or with the reason it failed.
+ * A `stalled` connection stops reading right after its head (socket.pause(), no
+ * data handler): a client that never reads, whose bytes pile up in the kernel.
  * @param {number} id
  * @param {number} port
  * @param {string} requestPath
+ * @param {boolean} [stalled]
  * @returns {Promise<string | undefined>}
  */
-function connect(id, port, requestPath) {
+function connect(id, port, requestPath, stalled = false) {
   return new Promise((resolve) => {
     const socket = net.connect({ port, host: '127.0.0.1' });
     sockets[id] = socket;
@@ -270,6 +276,12 @@ function connect(id, port, requestPath) {
       clearTimeout(timer);
       states[id] = OPEN;
       socket.removeListener('data', onHead);
+      if (stalled) {
+        stalledFlags[id] = 1;
+        socket.pause();
+        head = '';
+        return resolve(undefined);
+      }
       const onData = makeOnData(id);
       socket.on('data', onData);
       const rest = head.slice(end + 4);
@@ -295,8 +307,11 @@ function makeOnData(id) {
   };
 }
 
-/** Adds `count` connections, connection i on stream `s<i % streams>`, at most WAVE connecting at once. */
-async function open({ port, path, count, streams = 1 }) {
+/**
+ * Adds `count` connections, connection i on stream `s<i % streams>`, at most WAVE connecting at once.
+ * `stalled` (reliability benches): connections that never read after their head; see connect().
+ */
+async function open({ port, path, count, streams = 1, stalled = false }) {
   const first = size;
   size += count;
   ensureCapacity(size);
@@ -312,7 +327,7 @@ async function open({ port, path, count, streams = 1 }) {
   const worker = async () => {
     while (next < count) {
       const i = next++;
-      const reason = await connect(first + i, port, path.replaceAll('{stream}', `s${i % streams}`));
+      const reason = await connect(first + i, port, path.replaceAll('{stream}', `s${i % streams}`), stalled);
       if (reason !== undefined) {
         failed++;
         failures[reason] = (failures[reason] ?? 0) + 1;
@@ -339,7 +354,7 @@ function reset({ sample = 0 }) {
   parseErrors = 0;
   samplers = [];
   const open = [];
-  for (let id = 0; id < size; id++) if (states[id] === OPEN) open.push(id);
+  for (let id = 0; id < size; id++) if (states[id] === OPEN && stalledFlags[id] === 0) open.push(id);
   watched = Uint32Array.from(open);
   const take = Math.min(sample, open.length);
   for (let k = 0; k < take; k++) {
@@ -414,6 +429,54 @@ function waitResult(expected, done, closed, latest, quiet) {
   };
 }
 
+/**
+ * Reads the stalled connections at last (reliability benches): resumes each,
+ * counts the bytes that were waiting for it (in the kernel's buffers, both
+ * ends, and the socket's own read buffer) and whether the server had closed
+ * it: a connection the server cut off ends once its backlog is read. Resolves
+ * when every stalled connection has closed, or at `timeoutMs` (those still
+ * open then are `open`). Bytes are counted from the end of the response head.
+ */
+async function drainStalled({ timeoutMs = 10_000 }) {
+  const ids = [];
+  for (let id = 0; id < size; id++) if (stalledFlags[id] === 1 && sockets[id]) ids.push(id);
+  const bytes = new Float64Array(ids.length);
+  const endings = { end: 0, error: 0 };
+  let closed = 0;
+  await new Promise((resolve) => {
+    const timer = setTimeout(resolve, timeoutMs);
+    const check = () => closed === ids.length && (clearTimeout(timer), resolve());
+    ids.forEach((id, k) => {
+      const socket = sockets[id];
+      let done = false;
+      const gone = (how) => {
+        if (done) return;
+        done = true;
+        endings[how]++;
+        closed++;
+        states[id] = CLOSED;
+        check();
+      };
+      socket.on('data', (text) => (bytes[k] += text.length)); // latin1: one character per byte
+      socket.on('end', () => gone('end'));
+      socket.on('error', () => gone('error'));
+      socket.on('close', () => gone('end'));
+      if (socket.destroyed) gone('end');
+      socket.resume();
+    });
+    check();
+  });
+  const sorted = Array.from(bytes).sort((a, b) => a - b);
+  const total = sorted.reduce((a, b) => a + b, 0);
+  return {
+    stalled: ids.length,
+    closed,
+    open: ids.length - closed,
+    endings,
+    bytes: ids.length === 0 ? null : { min: sorted[0], median: sorted[Math.floor(sorted.length / 2)], max: sorted[sorted.length - 1], mean: Math.round(total / ids.length), total },
+  };
+}
+
 /** Destroys every socket with a reset: no TIME_WAIT left behind, so repeated phases cannot run out of ports. */
 function close() {
   for (let id = 0; id < size; id++) {
@@ -430,14 +493,18 @@ function close() {
 /**
  * Connect, read the response head, reset the connection; `cycles` times with
  * `concurrency` in flight. Uses ids of its own, outside the measured set.
+ * `principals` (reliability benches): cycle k replaces `{principal}` in `path`
+ * with `p<k % principals>`.
  */
-async function churn({ port, path, cycles, concurrency = 100 }) {
+async function churn({ port, path, cycles, concurrency = 100, principals }) {
   const started = performance.now();
   /** @type {Record<string, number>} */
   const failures = {};
   let failed = 0;
   let next = 0;
-  const cycle = () =>
+  const base = path.replaceAll('{stream}', 's0');
+  const pathOf = principals > 0 ? (k) => base.replaceAll('{principal}', `p${k % principals}`) : () => base;
+  const cycle = (k) =>
     new Promise((resolve) => {
       const socket = net.connect({ port, host: '127.0.0.1' });
       socket.setEncoding('latin1');
@@ -460,12 +527,12 @@ async function churn({ port, path, cycles, concurrency = 100 }) {
         const status = Number(head.slice(9, 12));
         finish(status >= 200 && status < 300 ? undefined : `status ${status}`);
       });
-      socket.write(`GET ${path.replaceAll('{stream}', 's0')} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nAccept: text/event-stream\r\n\r\n`, 'latin1');
+      socket.write(`GET ${pathOf(k)} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nAccept: text/event-stream\r\n\r\n`, 'latin1');
     });
   const worker = async () => {
     while (next < cycles) {
-      next++;
-      const reason = await cycle();
+      const k = next++;
+      const reason = await cycle(k);
       if (reason !== undefined) {
         failed++;
         failures[reason] = (failures[reason] ?? 0) + 1;
@@ -479,7 +546,7 @@ async function churn({ port, path, cycles, concurrency = 100 }) {
 // ---------------------------------------------------------------------------
 // IPC.
 
-const commands = { open, reset, wait, close, churn, exit: () => ({}) };
+const commands = { open, reset, wait, close, churn, drainStalled, exit: () => ({}) };
 
 process.on('message', async (message) => {
   const { id, cmd } = message ?? {};

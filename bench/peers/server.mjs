@@ -1,13 +1,19 @@
 // One SSE server of the peer benchmark, driven by run.mjs over IPC as
 // bench/peers/PROTOCOL.md describes:
-//   node --expose-gc bench/peers/server.mjs <contender>
+//   node --expose-gc bench/peers/server.mjs <contender> [options as JSON]
+//
+// The optional second argument is a JSON object handed to the contender's
+// start(options); contenders that take no options ignore it (the reliability
+// benches pass e.g. `{"maxUnsentBytes":65536}` to ssecast-node).
 //
 // Loads ./contenders/<contender>.mjs. Beyond PROTOCOL.md's
 // `start() => { port, path, publish(stream, data), close() }`, every contender's
 // start() also returns:
 // - `connections()`: the SSE responses open now, for the `connections` request
 //   (each library counts its own: a Set, a channel's count, hub.stats());
-// - `version`: the string sent in `ready`.
+// - `version`: the string sent in `ready`;
+// and optionally (ssecast contenders) `stats()` (hub.stats()) and
+// `heartbeat()` (the heartbeat scheduler's state), for the `stats` request.
 // The runner builds every payload and times every publish, so that the only
 // thing that differs between contenders is the contender.
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -22,11 +28,11 @@ function fail(message) {
 }
 
 /** Imports and starts a contender; a missing `connections()` would only show up mid-run. */
-async function load(contenderName) {
+async function load(contenderName, options) {
   let started;
   try {
     const module = await import(`./contenders/${contenderName}.mjs`);
-    started = await module.start();
+    started = await module.start(options);
   } catch (error) {
     console.error(error);
     fail(`contender ${contenderName} could not start: ${error?.message ?? error}`);
@@ -37,7 +43,7 @@ async function load(contenderName) {
   return started;
 }
 
-const commands = { connections, burst, paced, spread, cpu, memory, exit };
+const commands = { connections, burst, paced, spread, cpu, memory, usage, stats, warnings, exit };
 let padding = '';
 /** Set by main() before any request can arrive. */
 let contender;
@@ -126,15 +132,26 @@ async function publishMany(streamOf, count, size, every) {
   return { publishMs: performance.now() - start };
 }
 
-/** One event every `intervalMs`, the first at once: a setTimeout chain, so the pace never catches up. */
-async function paced({ stream, count, size, intervalMs }) {
+/**
+ * One event every `intervalMs`, the first at once: a setTimeout chain, so the pace never catches up.
+ * Optional (reliability benches): `batch` events per interval instead of one, published back to
+ * back, and `streams`: event `i` goes to stream `s<i % streams>` instead of `stream`.
+ */
+async function paced({ stream, count, size, intervalMs, batch = 1, streams }) {
   requireCount(count, 'count');
   requireCount(size, 'size');
   if (!(intervalMs >= 0)) throw new Error(`intervalMs must be a number >= 0, got ${JSON.stringify(intervalMs)}`);
+  if (!(Number.isInteger(batch) && batch >= 1)) throw new Error(`batch must be a positive integer, got ${JSON.stringify(batch)}`);
+  let streamOf = () => stream;
+  if (streams !== undefined) {
+    if (!(Number.isInteger(streams) && streams >= 1)) throw new Error(`streams must be a positive integer, got ${JSON.stringify(streams)}`);
+    const names = Array.from({ length: streams }, (_, i) => `s${i}`);
+    streamOf = (i) => names[i % streams];
+  }
   const start = performance.now();
   for (let i = 0; i < count; i++) {
-    if (i > 0) await sleep(intervalMs);
-    const pending = publishEvent(stream, i, size);
+    if (i > 0 && i % batch === 0) await sleep(intervalMs);
+    const pending = publishEvent(streamOf(i), i, size);
     if (pending) await pending;
   }
   return { publishMs: performance.now() - start };
@@ -151,6 +168,66 @@ function memory() {
   for (let i = 0; i < 3; i++) global.gc();
   const { rss, heapUsed, external, arrayBuffers } = process.memoryUsage();
   return { rss, heapUsed, external, arrayBuffers };
+}
+
+/**
+ * Memory as it is, without gc, plus the process's peak RSS (`maxRss`, from
+ * getrusage) and the peaks of RSS, heapUsed and arrayBuffers seen by a sampler. `sampleMs`
+ * starts (or restarts, peaks reset) sampling every that many ms until
+ * `sampleMs: 0`; a run that never asks for it pays nothing.
+ */
+let sampler;
+let peaks = { rss: 0, heapUsed: 0, arrayBuffers: 0, samples: 0 };
+function usage({ sampleMs } = {}) {
+  const now = process.memoryUsage();
+  const result = {
+    rss: now.rss,
+    heapUsed: now.heapUsed,
+    external: now.external,
+    arrayBuffers: now.arrayBuffers,
+    maxRss: process.resourceUsage().maxRSS * 1024,
+    peakRss: Math.max(peaks.rss, now.rss),
+    peakHeapUsed: Math.max(peaks.heapUsed, now.heapUsed),
+    peakArrayBuffers: Math.max(peaks.arrayBuffers, now.arrayBuffers),
+    samples: peaks.samples,
+  };
+  if (sampleMs !== undefined) {
+    clearInterval(sampler);
+    sampler = undefined;
+    peaks = { rss: now.rss, heapUsed: now.heapUsed, arrayBuffers: now.arrayBuffers, samples: 0 };
+    if (sampleMs > 0) {
+      sampler = setInterval(() => {
+        const m = process.memoryUsage();
+        peaks.samples++;
+        if (m.rss > peaks.rss) peaks.rss = m.rss;
+        if (m.heapUsed > peaks.heapUsed) peaks.heapUsed = m.heapUsed;
+        if (m.arrayBuffers > peaks.arrayBuffers) peaks.arrayBuffers = m.arrayBuffers;
+      }, sampleMs);
+      sampler.unref();
+    }
+  }
+  return result;
+}
+
+/**
+ * The contender's own counters (`stats()`: hub.stats() for ssecast, null for
+ * contenders without one), its heartbeat scheduler's state when it exposes
+ * one, and the process's active resources by type (timers, sockets, ...).
+ */
+function stats() {
+  const resources = {};
+  for (const type of process.getActiveResourcesInfo()) resources[type] = (resources[type] ?? 0) + 1;
+  return {
+    stats: typeof contender.stats === 'function' ? contender.stats() : null,
+    heartbeat: typeof contender.heartbeat === 'function' ? contender.heartbeat() : null,
+    resources,
+  };
+}
+
+/** Process warnings (MaxListenersExceededWarning and any other) emitted since start. */
+const warningLog = { count: 0, byName: {}, first: [] };
+function warnings() {
+  return structuredClone(warningLog);
 }
 
 /** Closes the contender (bounded: a stuck close must not keep the run waiting), answers, exits. */
@@ -172,10 +249,22 @@ async function exit({ id }) {
 async function main() {
   name = process.argv[2];
   if (!process.send) fail('server.mjs talks over IPC: start it with child_process.fork');
-  if (!name || !/^[\w-]+$/.test(name)) fail('usage: node --expose-gc bench/peers/server.mjs <contender>');
+  if (!name || !/^[\w-]+$/.test(name)) fail('usage: node --expose-gc bench/peers/server.mjs <contender> [options as JSON]');
+  let options;
+  try {
+    options = process.argv[3] === undefined ? undefined : JSON.parse(process.argv[3]);
+  } catch {
+    fail(`the contender options must be JSON, got ${process.argv[3]}`);
+  }
+  // Counted from the start; Node still prints each warning to stderr as usual.
+  process.on('warning', (warning) => {
+    warningLog.count++;
+    warningLog.byName[warning.name] = (warningLog.byName[warning.name] ?? 0) + 1;
+    if (warningLog.first.length < 10) warningLog.first.push(`${warning.name}: ${warning.message}`);
+  });
   // An orphan would keep its port and its CPU: leave when the runner goes.
   process.on('disconnect', () => process.exit(0));
-  contender = await load(name);
+  contender = await load(name, options);
   process.on('message', (message) => answer(message));
   process.send({ type: 'ready', port: contender.port, path: contender.path, contender: name, version: contender.version });
 }
