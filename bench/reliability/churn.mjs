@@ -21,7 +21,9 @@
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { settle, withSession } from './slow-clients.mjs';
+import { settle } from '../peers/child.mjs';
+import { runFromCli } from './lib/cli.mjs';
+import { withSession } from './slow-clients.mjs';
 
 const FULL = { cycles: 100_000, warmup: 2000, concurrency: 100, principals: 10 };
 const QUICK = { ...FULL, cycles: 10_000 };
@@ -142,22 +144,5 @@ export async function run({ quick = false, overrides = {}, log } = {}) {
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
-  const args = process.argv.slice(2);
-  const overrides = {};
-  for (const arg of args) {
-    const m = /^--(\w+)=(\d+)$/.exec(arg);
-    if (m) overrides[m[1]] = Number(m[2]);
-    else if (arg !== '--quick') {
-      console.error('usage: node bench/reliability/churn.mjs [--quick] [--cycles=N --warmup=N --concurrency=N --principals=N]');
-      process.exit(2);
-    }
-  }
-  try {
-    const result = await run({ quick: args.includes('--quick'), overrides });
-    console.log(JSON.stringify(result, null, 2));
-    process.exitCode = result.passed ? 0 : 1;
-  } catch (error) {
-    console.error(error);
-    process.exitCode = 2;
-  }
+  await runFromCli(run, 'node bench/reliability/churn.mjs [--quick] [--cycles=N --warmup=N --concurrency=N --principals=N]');
 }

@@ -33,8 +33,9 @@
 // Also: import { run } from './slow-clients.mjs'; await run({ quick }).
 import path from 'node:path';
 import os from 'node:os';
-import { fork } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { settle, startChild } from '../peers/child.mjs';
+import { runFromCli } from './lib/cli.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const PEERS = path.join(HERE, '..', 'peers');
@@ -66,63 +67,8 @@ const toStderr = (text) => process.stderr.write(`[slow-clients] ${text}\n`);
 let say = toStderr;
 
 // ---------------------------------------------------------------------------
-// Child processes, by bench/peers/PROTOCOL.md (a request carries an id; the answer is done or error).
-// withSession() and settle() are also used by churn.mjs.
-
-function startChild(label, file, args, execArgv) {
-  const child = fork(file, args, { execArgv, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
-  const forward = (stream) => stream.on('data', (chunk) => process.stderr.write(String(chunk).replace(/^(?=.)/gm, `  ${label}| `)));
-  forward(child.stdout);
-  forward(child.stderr);
-  const pending = new Map();
-  let nextId = 1;
-  let exited = null;
-  let onReady;
-  const ready = new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${label} sent no ready message within 20 s`)), 20_000);
-    onReady = (message) => (clearTimeout(timer), resolve(message));
-    child.once('exit', (code, signal) => (clearTimeout(timer), reject(new Error(`${label} exited while starting (${signal ?? `code ${code}`})`))));
-  });
-  ready.catch(() => {});
-  child.on('message', (message) => {
-    if (message?.type === 'ready') return onReady(message);
-    const entry = pending.get(message?.id);
-    if (!entry) return;
-    pending.delete(message.id);
-    clearTimeout(entry.timer);
-    if (message.type === 'error') entry.reject(new Error(`${label} ${entry.cmd}: ${message.message}`));
-    else entry.resolve(message);
-  });
-  child.on('exit', (code, signal) => {
-    exited = signal ?? `code ${code}`;
-    for (const entry of pending.values()) {
-      clearTimeout(entry.timer);
-      entry.reject(new Error(`${label} exited (${exited}) during ${entry.cmd}`));
-    }
-    pending.clear();
-  });
-  child.on('error', () => {});
-  const call = (cmd, fields = {}, timeoutMs = 30_000) =>
-    new Promise((resolve, reject) => {
-      if (exited) return reject(new Error(`${label} has exited (${exited}); cannot ${cmd}`));
-      const id = nextId++;
-      const timer = setTimeout(() => {
-        pending.delete(id);
-        reject(new Error(`${label} ${cmd}: no answer within ${timeoutMs / 1000} s`));
-      }, timeoutMs);
-      pending.set(id, { cmd, resolve, reject, timer });
-      child.send({ ...fields, id, cmd });
-    });
-  const stop = async () => {
-    if (exited) return;
-    const gone = new Promise((resolve) => child.once('exit', resolve));
-    call('exit', {}, 3000).catch(() => {});
-    await Promise.race([gone, sleep(3000)]);
-    if (!exited) child.kill('SIGKILL');
-    await Promise.race([gone, sleep(2000)]);
-  };
-  return { ready, call, stop };
-}
+// Sessions: the peer bench's server and load client (bench/peers/PROTOCOL.md).
+// withSession() is also used by churn.mjs.
 
 /** A server (ssecast-node with `options`) and a load client; both are stopped when `body` settles. */
 export async function withSession(options, body) {
@@ -134,18 +80,6 @@ export async function withSession(options, body) {
   } finally {
     await Promise.all([server.stop(), client.stop()]);
   }
-}
-
-/** Polls the server until `test(connections)` holds. */
-export async function settle(server, test, what, limitMs = 30_000) {
-  const started = performance.now();
-  let connections;
-  while (performance.now() - started < limitMs) {
-    ({ connections } = await server.call('connections'));
-    if (test(connections)) return connections;
-    await sleep(50);
-  }
-  throw new Error(`the server has ${connections} connections after ${limitMs / 1000} s (waiting for ${what})`);
 }
 
 // ---------------------------------------------------------------------------
@@ -371,22 +305,5 @@ export async function run({ quick = false, overrides = {}, log } = {}) {
 // ---------------------------------------------------------------------------
 
 if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
-  const args = process.argv.slice(2);
-  const overrides = {};
-  for (const arg of args) {
-    const m = /^--(\w+)=(\d+)$/.exec(arg);
-    if (m) overrides[m[1]] = Number(m[2]);
-    else if (arg !== '--quick') {
-      console.error(`usage: node bench/reliability/slow-clients.mjs [--quick] [--normal=N --slow=N --streams=N --cap=BYTES --eventsPerStream=N --batch=N --intervalMs=N --sample=N --repeats=1|2]`);
-      process.exit(2);
-    }
-  }
-  try {
-    const result = await run({ quick: args.includes('--quick'), overrides });
-    console.log(JSON.stringify(result, null, 2));
-    process.exitCode = result.passed ? 0 : 1;
-  } catch (error) {
-    console.error(error);
-    process.exitCode = 2;
-  }
+  await runFromCli(run, 'node bench/reliability/slow-clients.mjs [--quick] [--normal=N --slow=N --streams=N --cap=BYTES --eventsPerStream=N --batch=N --intervalMs=N --sample=N --repeats=1|2]');
 }
