@@ -10,6 +10,7 @@ export default defineConfig({
     'adapters/fastify': 'src/adapters/fastify.ts',
     'adapters/fetch': 'src/adapters/fetch.ts',
     'backends/redis': 'src/backends/redis.ts',
+    'client/index': 'src/client/index.ts',
   },
   format: ['esm', 'cjs'],
   dts: true,
@@ -18,4 +19,7 @@ export default defineConfig({
   target: 'node20',
   splitting: true,
   treeshake: true,
+  // The client's parser is bundled into its entry, so the package keeps no runtime dependency
+  // and the browser gets one self-contained module.
+  noExternal: ['eventsource-parser'],
 });

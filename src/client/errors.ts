@@ -1,0 +1,45 @@
+/** Codes of {@link SseClientError}. */
+export type SseClientErrorCode =
+  /** The server answered with a status other than 200 (`status`, `serverMessage`); retried for 5xx, 408, 425, 429. */
+  | 'ERR_HTTP_STATUS'
+  /** The request failed or the stream broke (retried). */
+  | 'ERR_NETWORK'
+  /** No byte for `heartbeatTimeoutMs`: the connection was aborted (retried). */
+  | 'ERR_STALE'
+  /** A 200 that is not `text/event-stream` (final). */
+  | 'ERR_CONTENT_TYPE'
+  /** An event larger than `maxEventBytes` (final). */
+  | 'ERR_EVENT_TOO_LARGE'
+  /** An event's data could not be parsed as asked (`parse`); the event was skipped. */
+  | 'ERR_PARSE'
+  /** An event or status listener threw; the stream goes on. */
+  | 'ERR_LISTENER'
+  /** An async iterator fell `maxQueue` events behind and was ended. */
+  | 'ERR_SLOW_CONSUMER';
+
+export interface SseClientErrorDetails {
+  status?: number | undefined;
+  serverMessage?: string | undefined;
+  willRetry?: boolean | undefined;
+  cause?: unknown;
+}
+
+/** What went wrong, in a form an app can show: `serverMessage` is the server's own explanation of a refusal. */
+export class SseClientError extends Error {
+  readonly code: SseClientErrorCode;
+  /** The HTTP status, for `ERR_HTTP_STATUS` (and `ERR_CONTENT_TYPE`). */
+  readonly status: number | undefined;
+  /** The `message` of the server's JSON error body (ssecast's refusals carry one), or its text. */
+  readonly serverMessage: string | undefined;
+  /** True when the client will try again by itself. */
+  readonly willRetry: boolean;
+
+  constructor(code: SseClientErrorCode, message: string, details: SseClientErrorDetails = {}) {
+    super(message, details.cause === undefined ? undefined : { cause: details.cause });
+    this.name = 'SseClientError';
+    this.code = code;
+    this.status = details.status;
+    this.serverMessage = details.serverMessage;
+    this.willRetry = details.willRetry ?? (code === 'ERR_NETWORK' || code === 'ERR_STALE');
+  }
+}
