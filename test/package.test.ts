@@ -63,6 +63,17 @@ describe.runIf(built)('the published package (dist/, via the exports map)', () =
     expect(bare).toEqual([]);
   });
 
+  it('exposes the client to ESM and CommonJS as one self-contained module: no import at all, so a browser can load it as it is', async () => {
+    const esm = await import('ssecast/client');
+    const cjs = require('ssecast/client') as typeof import('ssecast/client');
+    expect(typeof esm.createClient).toBe('function');
+    expect(typeof cjs.createClient).toBe('function');
+    expect(new esm.SseClientError('ERR_STALE', 'x').willRetry).toBe(true);
+    const source = readFileSync(new URL('../dist/client/index.js', import.meta.url), 'utf8');
+    expect([...source.matchAll(/(?:from|import)\s*['"]([^'"]+)['"]/g)].map((m) => m[1])).toEqual([]);
+    expect(source).not.toMatch(/\brequire\(/);
+  });
+
   it('exposes the same API to CommonJS', () => {
     const core = require('ssecast') as typeof import('ssecast');
     const node = require('ssecast/node') as typeof import('ssecast/node');
