@@ -18,7 +18,8 @@
 //
 //   npm run build && node bench/peers/run.mjs [--quick] [--contenders raw,ssecast-node]
 //     [--n 100,1000,10000] [--churn 100000] [--limit 360] [--server path] [--out path]
-// Writes bench/results/peers.json, then peers.md and peers.svg (report.mjs).
+// Writes bench/results/peers.json, then peers.md and peers.svg (report.mjs); a partial run
+// (--quick, --contenders, --n, --churn) writes peers-partial.* instead.
 // The table goes to stdout as rows complete; progress to stderr.
 import fs from 'node:fs';
 import os from 'node:os';
@@ -88,6 +89,9 @@ function parseOptions(argv) {
     else throw new Error(`unknown option ${arg}`);
   }
   if (options.ns.some((n) => !(Number.isInteger(n) && n > 0))) throw new Error('--n takes positive integers');
+  // A partial run must not overwrite the published results: it goes beside them (git ignores it).
+  const partial = argv.some((arg) => /^--(quick|contenders|n|churn)\b/.test(arg));
+  if (partial && !argv.some((arg) => arg.startsWith('--out'))) options.out = options.out.replace(/\.json$/, '-partial.json');
   return options;
 }
 
