@@ -45,7 +45,7 @@ export interface ClientOptions {
    * @defaultValue 60000
    */
   heartbeatTimeoutMs?: number | undefined;
-  /** The largest event accepted; a larger one closes the client with `ERR_EVENT_TOO_LARGE`. @defaultValue 4194304 (4 MiB) */
+  /** The longest event data accepted, in UTF-16 code units (what the parser counts); a longer one closes the client with `ERR_EVENT_TOO_LARGE`. @defaultValue 4194304 */
   maxEventBytes?: number | undefined;
   /** Events an async iterator may hold unread before it fails with `ERR_SLOW_CONSUMER`. @defaultValue 1000 */
   maxQueue?: number | undefined;
@@ -107,7 +107,8 @@ export class SseClient<M extends EventMapBase = EventMapBase> implements AsyncIt
     this.options = options;
     const fetchImpl = options.fetch ?? globalThis.fetch;
     if (typeof fetchImpl !== 'function') throw new TypeError('no fetch: pass options.fetch, or run where globalThis.fetch exists');
-    this.fetchImpl = fetchImpl;
+    // Called unbound: a browser's fetch throws "Illegal invocation" when `this` is not the window.
+    this.fetchImpl = (input, init) => fetchImpl.call(globalThis, input, init);
     this.backoff = checkBackoff(options.backoff);
     this.heartbeatTimeoutMs = nonNegative(options.heartbeatTimeoutMs ?? DEFAULTS.heartbeatTimeoutMs, 'heartbeatTimeoutMs');
     this.maxEventBytes = nonNegative(options.maxEventBytes ?? DEFAULTS.maxEventBytes, 'maxEventBytes');
@@ -238,6 +239,11 @@ export class SseClient<M extends EventMapBase = EventMapBase> implements AsyncIt
         credentials: this.options.withCredentials ? 'include' : 'same-origin',
         signal: controller.signal,
       });
+      if (this.isClosed()) {
+        // close() came while the request was in flight, and this fetch answered anyway.
+        await response.body?.cancel().catch(() => {});
+        return {};
+      }
       this.touch();
       if (response.status === 204) {
         // The server's way of saying "stop": not an error, but no reconnect either.
@@ -272,7 +278,15 @@ export class SseClient<M extends EventMapBase = EventMapBase> implements AsyncIt
     let failure: SseClientError | undefined;
     const parser = createParser({
       maxBufferSize: this.maxEventBytes,
-      onEvent: (message) => this.dispatch(message),
+      onEvent: (message) => {
+        if (failure) return;
+        // The parser's limit only covers what it buffers across chunks: an event that arrives whole is checked here.
+        if (message.data.length > this.maxEventBytes) {
+          failure = new SseClientError('ERR_EVENT_TOO_LARGE', `an event exceeded maxEventBytes (${this.maxEventBytes})`);
+          return;
+        }
+        this.dispatch(message);
+      },
       onRetry: (ms) => (this.retryFloorMs = ms),
       onError: (error) => {
         // Unknown fields and bad retry values are ignored, as the spec says; only an oversized event is fatal.
