@@ -1,13 +1,17 @@
 // The Agent Work page in a real browser (Debian's Chromium driven by
-// playwright-core): a task's progress, output and pull request as a user sees
-// them, output that looks like HTML shown as text, and a dropped stream that
-// resumes with Last-Event-ID without repeating or losing a line.
+// playwright-core), streaming with ssecast/client served as an ES module: a
+// task's progress, output and pull request as a user sees them, output that
+// looks like HTML shown as text, a dropped stream that resumes with
+// Last-Event-ID without repeating or losing a line, and, with auth on, the
+// token sent as Authorization: Bearer (never in the URL) and a refusal shown
+// with the server's own message, without a retry.
 import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { issueToken, keyFor } from '../examples/agent-work/auth.mjs';
 import { createAgentWorkApp } from '../examples/agent-work/server.mjs';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -28,10 +32,14 @@ const ARTIFACTS = fileURLToPath(new URL('./artifacts/', import.meta.url));
 /** Generous: a slow CI machine must not fail these, only a broken page or server. */
 const WAIT = { timeout: 20_000 } as const;
 const XSS_LINE = '<img src=x onerror="window.__xss=1">';
+const SECRET = 'agent-work-browser-secret-at-least-32-bytes';
 
 interface SseRequest {
   agents: string[];
   lastEventId: string | undefined;
+  authorization: string | undefined;
+  /** The request target as the server saw it (path and query). */
+  url: string;
 }
 
 interface Harness {
@@ -82,7 +90,7 @@ describe.skipIf(!hasChromium)('the Agent Work page in Chromium', () => {
   }, 30_000);
 
   /** A fresh app on its own port, and a fresh browser context with one page. */
-  async function start(): Promise<Harness> {
+  async function start(env: Record<string, string> = {}): Promise<Harness> {
     const appErrors: unknown[][] = [];
     const log = {
       log: () => {},
@@ -92,7 +100,7 @@ describe.skipIf(!hasChromium)('the Agent Work page in Chromium', () => {
         console.error(...args);
       },
     };
-    const aw = await createAgentWorkApp({ env: { SSE_RETRY_MS: '200' }, log });
+    const aw = await createAgentWorkApp({ env: { SSE_RETRY_MS: '200', ...env }, log });
     const server = http.createServer(aw.app);
     const sockets = new Set<Socket>();
     const sseSockets = new Set<Socket>();
@@ -111,6 +119,8 @@ describe.skipIf(!hasChromium)('the Agent Work page in Chromium', () => {
       sseRequests.push({
         agents: new URL(req.url, 'http://x').searchParams.getAll('agent_id'),
         lastEventId: Array.isArray(header) ? header[0] : header,
+        authorization: req.headers.authorization,
+        url: req.url,
       });
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -125,18 +135,39 @@ describe.skipIf(!hasChromium)('the Agent Work page in Chromium', () => {
 
     const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
     cleanups.push(() => context.close());
-    // Records every event the page's EventSource receives, before the page's own
-    // duplicate filter: what crossed the wire, reconnects included.
+    // Records every event that reaches the page's SSE client, before the page's
+    // own duplicate filter: what crossed the wire, reconnects included. The
+    // client reads the stream through fetch, so the record is a pass-through
+    // tap on the bodies of /api/v1/sse responses.
     await context.addInitScript(() => {
-      const Native = window.EventSource;
+      const nativeFetch = window.fetch;
       const received: { type: string; id: string }[] = (window.__received = []);
-      window.EventSource = class extends Native {
-        constructor(url: string | URL, init?: EventSourceInit) {
-          super(url, init);
-          for (const type of ['sandbox_status', 'git_operation', 'command_output', 'pr_created', 'resync']) {
-            this.addEventListener(type, (event) => received.push({ type, id: (event as MessageEvent).lastEventId }));
-          }
-        }
+      // A function called with the caller's `this`, as the native fetch is: the tap must not hide a fetch called the wrong way.
+      window.fetch = async function (this: unknown, input: RequestInfo | URL, init?: RequestInit) {
+        const response = await nativeFetch.call(this, input, init);
+        const target = new URL(input instanceof Request ? input.url : String(input), location.href);
+        if (target.pathname !== '/api/v1/sse' || response.status !== 200 || !response.body) return response;
+        const decoder = new TextDecoder();
+        let buffer = '';
+        const tap = new TransformStream<Uint8Array, Uint8Array>({
+          transform(chunk, controller) {
+            // ssecast ends lines with LF, and every event with a blank line.
+            buffer += decoder.decode(chunk, { stream: true });
+            for (let end = buffer.indexOf('\n\n'); end !== -1; end = buffer.indexOf('\n\n')) {
+              const fields = new Map<string, string>();
+              for (const line of buffer.slice(0, end).split('\n')) {
+                const colon = line.indexOf(':');
+                if (colon === -1) fields.set(line, '');
+                else fields.set(line.slice(0, colon), line.slice(colon + 1).replace(/^ /, ''));
+              }
+              buffer = buffer.slice(end + 2);
+              const type = fields.get('event');
+              if (type) received.push({ type, id: fields.get('id') ?? '' });
+            }
+            controller.enqueue(chunk);
+          },
+        });
+        return new Response(response.body.pipeThrough(tap), { status: response.status, statusText: response.statusText, headers: response.headers });
       };
     });
     const page = await context.newPage();
@@ -160,7 +191,13 @@ describe.skipIf(!hasChromium)('the Agent Work page in Chromium', () => {
 
   async function openConnected(page: Page, url: string): Promise<void> {
     await page.goto(url);
-    await page.waitForFunction(() => document.querySelector('#connection')?.textContent === 'connected', null, WAIT);
+    try {
+      await page.waitForFunction(() => document.querySelector('#connection')?.textContent === 'connected', null, WAIT);
+    } catch (error) {
+      // Say what the page shows instead: its connection state and the stream's last error.
+      const shown = await page.evaluate(() => `${document.querySelector('#connection')?.textContent}; ${document.querySelector('#stream-error')?.textContent}`);
+      throw new Error(`the page never connected: ${shown}`, { cause: error });
+    }
   }
 
   async function runTask(page: Page, command: string): Promise<void> {
@@ -280,6 +317,8 @@ describe.skipIf(!hasChromium)('the Agent Work page in Chromium', () => {
     expect(lines.every((line) => line.stream === 'stdout')).toBe(true);
     expect(await page.locator('#pr a').getAttribute('href')).toMatch(/\/pull\/\d+$/);
     expect(await page.locator('#connection').textContent()).toBe('connected');
+    // The stream error line ("Reconnecting: …" while the stream was down) is gone once it is back.
+    expect(await page.locator('#stream-error').isHidden()).toBe(true);
 
     const agent2 = sseRequests.filter((request) => request.agents.includes('agent-2'));
     expect(agent2.length).toBeGreaterThanOrEqual(2);
@@ -308,4 +347,59 @@ describe.skipIf(!hasChromium)('the Agent Work page in Chromium', () => {
     expect(pageErrors).toEqual([]);
     expect(appErrors).toEqual([]);
   }, 60_000);
+
+  describe('with SSE_JWT_SECRET', () => {
+    const key = keyFor(SECRET);
+
+    it('sends the token from ?access_token= as Authorization: Bearer, never in the stream URL, and streams a task', async () => {
+      const { url, page, sseRequests, pageErrors, appErrors } = await start({ SSE_JWT_SECRET: SECRET });
+      const token = await issueToken({ sub: 'alice', agents: ['agent-1'] }, key);
+      await openConnected(page, `${url}/?agent_id=agent-1&access_token=${token}`);
+
+      await runTask(page, `printf '%s\\n' alpha beta`);
+      await waitForTaskEnd(page);
+      expect((await terminalLines(page)).map((line) => line.text)).toEqual(['alpha', 'beta']);
+      expect(await page.locator('#connection').textContent()).toBe('connected');
+      expect(await page.locator('#stream-error').isHidden()).toBe(true);
+      expect(await page.locator('#task-error').isHidden()).toBe(true);
+
+      // What the server saw: the header on every SSE request, and no token in any request target.
+      expect(sseRequests.length).toBeGreaterThanOrEqual(1);
+      for (const request of sseRequests) {
+        expect(request.authorization).toBe(`Bearer ${token}`);
+        expect(request.url).not.toContain('access_token');
+        expect(request.url).not.toContain(token);
+        expect(request.agents).toEqual(['agent-1']);
+      }
+
+      expect(pageErrors).toEqual([]);
+      expect(appErrors).toEqual([]);
+    }, 60_000);
+
+    it.each([
+      { what: 'no token', agent: 'agent-1', agents: undefined, status: 401, message: 'authentication required' },
+      { what: 'a token for agent-1 only', agent: 'agent-2', agents: ['agent-1'], status: 403, message: 'not allowed to read stream "agent-2"' },
+    ])('with $what, shows the server\'s refusal ($status) and status closed, and does not try again', async ({ agent, agents, status, message }) => {
+      const { url, page, sseRequests, pageErrors, appErrors } = await start({ SSE_JWT_SECRET: SECRET });
+      const query = agents ? `&access_token=${await issueToken({ sub: 'alice', agents }, key)}` : '';
+      await page.goto(`${url}/?agent_id=${agent}${query}`);
+
+      await page.waitForFunction(() => document.querySelector('#connection')?.textContent === 'closed', null, WAIT);
+      expect(await page.locator('#connection').getAttribute('data-state')).toBe('closed');
+      const shown = page.locator('#stream-error');
+      expect(await shown.isVisible()).toBe(true);
+      expect(await shown.textContent()).toBe(`The stream closed (${status}): ${message}`);
+
+      // A refusal is final: well past the client's first backoff (under 1 s here), still one request.
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      expect(sseRequests).toHaveLength(1);
+      expect(sseRequests[0]?.agents).toEqual([agent]);
+      expect(sseRequests[0]?.authorization).toEqual(agents ? expect.stringMatching(/^Bearer \S+$/) : undefined);
+      expect(await page.locator('#connection').textContent()).toBe('closed');
+      expect(await page.evaluate(() => window.__received ?? [])).toEqual([]);
+
+      expect(pageErrors).toEqual([]);
+      expect(appErrors).toEqual([]);
+    }, 30_000);
+  });
 });

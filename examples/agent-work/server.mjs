@@ -22,6 +22,9 @@ import { AGENT_ID, DEFAULT_COMMAND, TaskError, TaskRunner } from './tasks.mjs';
 
 const MAX_COMMAND_LENGTH = 4096;
 const PUBLIC_DIR = fileURLToPath(new URL('./public/', import.meta.url));
+// The page's SSE client, resolved as an app resolves it: the `import` condition
+// of ssecast/client is the ES module build, eventsource-parser bundled in.
+const CLIENT_MODULE = fileURLToPath(import.meta.resolve('ssecast/client'));
 
 /**
  * Builds the app. Listening is the caller's: `listen()` below, or a test's
@@ -98,6 +101,9 @@ export async function createAgentWorkApp({ env = process.env, log = console } = 
     app.use('/github-api', github);
     app.use('/github', github);
   }
+  app.get('/vendor/ssecast-client.js', (_req, res) => {
+    res.sendFile(CLIENT_MODULE, { maxAge: '1m', headers: { 'content-type': 'text/javascript; charset=utf-8' } });
+  });
   app.use(express.static(PUBLIC_DIR, { index: 'index.html' }));
   // Malformed JSON and the like: a JSON answer, never a stack trace.
   app.use((/** @type {any} */ error, /** @type {any} */ _req, /** @type {import('express').Response} */ res, /** @type {any} */ _next) => {

@@ -1,22 +1,41 @@
-// The Agent Work page: one EventSource per selected agent. Event data is
-// only ever written with textContent, so output such as <img onerror=…>
-// shows as text. EventSource resumes with Last-Event-ID after a drop; the
-// page also ignores any id it has already shown, so no line appears twice.
+// The Agent Work page: one ssecast client per selected agent, loaded as an ES
+// module from /vendor/ssecast-client.js (the package's ssecast/client build).
+// Unlike EventSource it sends headers, so the token goes in Authorization, not
+// in the URL. Event data is only ever written with textContent, so output
+// such as <img onerror=…> shows as text. The client resumes with
+// Last-Event-ID after a drop; the page also ignores any id it has already
+// shown, so no line appears twice.
+import { createClient } from '/vendor/ssecast-client.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-// With auth on, the token comes in the page URL (?access_token=…) or a cookie.
+// With auth on, the token comes in the page URL (?access_token=…) or a cookie
+// (sent by the browser on its own). The stream and the task API get it as a
+// Bearer header, read afresh on every connection attempt.
 const token = params.get('access_token');
+const authHeaders = () => (token ? { authorization: `Bearer ${token}` } : {});
 const MAX_TERMINAL_LINES = 2000;
 
-let source;
+/** The client of the agent on screen; events and statuses of any other one are ignored. */
+let client;
 let lastSeq = 0;
 let lastEpoch = '';
+
+// The client's statuses, as the page names them.
+const CONNECTION_LABELS = { connecting: 'connecting', open: 'connected', reconnecting: 'reconnecting', closed: 'closed' };
 
 function setConnection(state) {
   $('connection').dataset.state = state;
   $('connection').textContent = state;
 }
+
+/** What the stream's last failure says (the server's own message for a refusal); empty hides it. */
+function setStreamError(text) {
+  $('stream-error').textContent = text;
+  $('stream-error').hidden = !text;
+}
+
+const explain = (error) => error.serverMessage ?? error.message;
 
 function seen(id) {
   const [epoch, seqText] = String(id).split('.');
@@ -92,25 +111,37 @@ const handlers = {
 };
 
 function connect(agent) {
-  source?.close();
+  client?.close();
   lastSeq = 0;
   lastEpoch = '';
   resetView();
   setConnection('connecting');
+  setStreamError('');
   const url = new URL('/api/v1/sse', location.href);
   url.searchParams.set('agent_id', agent);
-  if (token) url.searchParams.set('access_token', token);
-  source = new EventSource(url);
-  source.onopen = () => setConnection('connected');
-  source.onerror = () => setConnection(source.readyState === EventSource.CLOSED ? 'closed' : 'reconnecting');
+  const current = (client = createClient(url, { headers: authHeaders, parse: 'json' }));
+  current.onStatus((status, error) => {
+    if (current !== client) return;
+    setConnection(CONNECTION_LABELS[status] ?? status);
+    if (status === 'open') setStreamError('');
+    // Closed for good (401, 403, …): asking again will not help, so say why.
+    if (status === 'closed' && error) setStreamError(`The stream closed${error.status ? ` (${error.status})` : ''}: ${explain(error)}`);
+  });
+  current.onError((error) => {
+    if (current !== client) return;
+    if (error.code === 'ERR_LISTENER' || error.code === 'ERR_PARSE') console.error('[agent-work]', error, error.cause);
+    // A failure the client retries by itself (a drop, a 503, a 429 with its Retry-After).
+    else if (error.willRetry) setStreamError(`Reconnecting: ${explain(error)}`);
+  });
   for (const [type, handle] of Object.entries(handlers)) {
-    source.addEventListener(type, (message) => {
-      if (message.lastEventId && seen(message.lastEventId)) return;
-      handle(JSON.parse(message.data));
+    current.on(type, ({ data, id }) => {
+      if (current !== client || (id && seen(id))) return;
+      handle(data);
     });
   }
-  // History this page had may be gone (server restart): start over from what the server has.
-  source.addEventListener('resync', () => {
+  // History this page had may be gone (server restart): clear the view; the replay that follows redraws it.
+  current.on('resync', () => {
+    if (current !== client) return;
     lastSeq = 0;
     lastEpoch = '';
     resetView();
@@ -125,7 +156,7 @@ $('run').addEventListener('click', async () => {
     const command = $('command').value.trim();
     const response = await fetch(`/api/v1/agents/${encodeURIComponent($('agent').value)}/tasks`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      headers: { 'content-type': 'application/json', ...authHeaders() },
       body: JSON.stringify(command ? { command } : {}),
     });
     if (!response.ok) throw new Error((await response.json()).message ?? response.statusText);
