@@ -10,24 +10,12 @@ import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser } from 'playwright-core';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { hasChromium, useChromium, warnIfNoChromium } from './chromium.js';
 import { EventManager } from '../src/index.js';
 import { createSseHandler } from '../src/adapters/node.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const hasChromium = fs.existsSync(CHROMIUM);
-if (!hasChromium) {
-  console.warn(
-    [
-      '',
-      '!'.repeat(100),
-      `!!! Chromium not found at ${CHROMIUM}: the ssecast/client browser test is SKIPPED (install Debian's chromium; .ci/run does)`,
-      '!'.repeat(100),
-      '',
-    ].join('\n'),
-  );
-}
+warnIfNoChromium('the ssecast/client browser test');
 
 /** Generous: a slow CI machine must not fail this, only a broken client or server. */
 const WAIT = { timeout: 20_000 } as const;
@@ -86,23 +74,7 @@ const PAGE = `<!doctype html>
 `;
 
 describe.skipIf(!hasChromium)('ssecast/client in Chromium', () => {
-  let browser: Browser;
-  const cleanups: (() => unknown)[] = [];
-
-  beforeAll(async () => {
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
-    });
-  }, 30_000);
-
-  afterEach(async () => {
-    while (cleanups.length) await cleanups.pop()?.();
-  }, 30_000);
-
-  afterAll(async () => {
-    await browser?.close();
-  }, 30_000);
+  const { browser, cleanups } = useChromium();
 
   it('streams with an Authorization header, resumes a drop with Last-Event-ID, and resyncs after a restart: every event once, in order', async () => {
     // The file a user's bundler or server would pick: the `import` condition of ssecast/client.
@@ -153,7 +125,7 @@ describe.skipIf(!hasChromium)('ssecast/client in Chromium', () => {
       await hub.close();
     });
 
-    const context = await browser.newContext();
+    const context = await browser().newContext();
     cleanups.push(() => context.close());
     const page = await context.newPage();
     const pageErrors: string[] = [];

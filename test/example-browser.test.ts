@@ -9,24 +9,13 @@ import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
+import { hasChromium, useChromium, warnIfNoChromium } from './chromium.js';
 import { issueToken, keyFor } from '../examples/agent-work/auth.mjs';
 import { createAgentWorkApp } from '../examples/agent-work/server.mjs';
 
-const CHROMIUM = '/usr/bin/chromium';
-const hasChromium = fs.existsSync(CHROMIUM);
-if (!hasChromium) {
-  console.warn(
-    [
-      '',
-      '!'.repeat(100),
-      `!!! Chromium not found at ${CHROMIUM}: browser tests SKIPPED (install Debian's chromium; .ci/run does)`,
-      '!'.repeat(100),
-      '',
-    ].join('\n'),
-  );
-}
+warnIfNoChromium('browser tests');
 
 const ARTIFACTS = fileURLToPath(new URL('./artifacts/', import.meta.url));
 /** Generous: a slow CI machine must not fail these, only a broken page or server. */
@@ -71,23 +60,7 @@ declare global {
 }
 
 describe.skipIf(!hasChromium)('the Agent Work page in Chromium', () => {
-  let browser: Browser;
-  const cleanups: (() => unknown)[] = [];
-
-  beforeAll(async () => {
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
-    });
-  }, 30_000);
-
-  afterEach(async () => {
-    while (cleanups.length) await cleanups.pop()?.();
-  }, 30_000);
-
-  afterAll(async () => {
-    await browser?.close();
-  }, 30_000);
+  const { browser, cleanups } = useChromium();
 
   /** A fresh app on its own port, and a fresh browser context with one page. */
   async function start(env: Record<string, string> = {}): Promise<Harness> {
@@ -133,7 +106,7 @@ describe.skipIf(!hasChromium)('the Agent Work page in Chromium', () => {
       await aw.close();
     });
 
-    const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
+    const context = await browser().newContext({ viewport: { width: 1200, height: 900 } });
     cleanups.push(() => context.close());
     // Records every event that reaches the page's SSE client, before the page's
     // own duplicate filter: what crossed the wire, reconnects included. The
