@@ -148,7 +148,8 @@ describe.each(MATRIX)('$name', ({ adapter, backend }) => {
       cleanups.push(() => client.close());
       await client.waitFor((c) => c.events.length === 4);
       const [resync, ...rest] = client.events;
-      expect(resync).toEqual({ event: 'resync', id: undefined, data: JSON.stringify({ reason, lastEventId }) });
+      // The resync moves the client's cursor to where its replay was read: the newest event.
+      expect(resync).toEqual({ event: 'resync', id: ids.at(-1), data: JSON.stringify({ reason, lastEventId }) });
       expect(payloads<{ n: number }>(rest).map((p) => p.n)).toEqual([9, 10, 11]);
       expect(hub.stats().resyncs).toBe(1);
     });
@@ -255,11 +256,11 @@ describe.each(MATRIX)('$name', ({ adapter, backend }) => {
     it('answers since= older than the retained history with resync expired, then what is left', async () => {
       const { hub, url } = await setup({}, { historySize: 5 });
       const since = new Date(Date.now() - 60_000).toISOString();
-      await publishTicks(hub, 'a', 0, 12);
+      const ids = await publishTicks(hub, 'a', 0, 12);
       const client = await openStream(url(`stream=a&since=${since}`));
       cleanups.push(() => client.close());
       await client.waitFor((c) => c.events.length === 6);
-      expect(client.events[0]).toEqual({ event: 'resync', id: undefined, data: JSON.stringify({ reason: 'expired', since }) });
+      expect(client.events[0]).toEqual({ event: 'resync', id: ids.at(-1), data: JSON.stringify({ reason: 'expired', since }) });
       expect(payloads<{ n: number }>(client.events.slice(1)).map((p) => p.n)).toEqual([7, 8, 9, 10, 11]);
     });
 

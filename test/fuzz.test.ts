@@ -361,7 +361,9 @@ async function checkRequest(world: World, search: string, header: string | undef
     }
     expect(client.status, client.body).toBe(200);
     const want: ParsedEvent[] = expected.events.map(onTheWire);
-    if (expected.resync) want.unshift({ event: 'resync', id: undefined, data: JSON.stringify(expected.resync) });
+    // A resync carries the newest id as its cursor, so the next reconnect resumes from there.
+    const head = `${world.epoch}.${world.lastSeq}`;
+    if (expected.resync) want.unshift({ event: 'resync', id: head, data: JSON.stringify(expected.resync) });
     await client.waitFor((c) => c.retries.length > 0 && c.events.length >= want.length, 3000, `${want.length} events`);
     await sleep(SETTLE_MS);
     // The resync data is compared as parsed JSON (key order is not part of the contract); everything else as text.

@@ -36,7 +36,7 @@ describe('node:http adapter over HTTP/2 (compatibility API)', () => {
     const live = await hub.publish('a', 'note', 'live');
     await waitUntil(() => events.length === 3 && comments.includes('heartbeat'), 5000, 'live event and a heartbeat');
     expect(events).toEqual([
-      { event: 'resync', id: undefined, data: JSON.stringify({ reason: 'foreign', lastEventId: 'stale.1' }) },
+      { event: 'resync', id: first.id, data: JSON.stringify({ reason: 'foreign', lastEventId: 'stale.1' }) },
       { event: 'note', id: first.id, data: 'from history' },
       { event: 'note', id: live.id, data: 'live' },
     ]);

@@ -492,7 +492,7 @@ describe('MemoryBackend', () => {
     const { b } = await open();
     for (const stream of ['a', 'a', 'a']) await b.append(draft(stream));
     const result = await b.read({ streams: ['a'], after: { epoch: 'ep1', seq: 3 }, recent: 2 });
-    expect(result).toEqual({ events: [] });
+    expect(result).toEqual({ events: [], position: { epoch: 'ep1', seq: 3 } });
     await b.close();
   });
 
@@ -503,7 +503,7 @@ describe('MemoryBackend', () => {
     expect(result.resync).toBe('expired');
     expect(ids(result.events)).toEqual(['ep1.3', 'ep1.4']);
     const exact = await b.read({ streams: ['a'], after: { epoch: 'ep1', seq: 2 }, recent: 10 });
-    expect(exact).toEqual({ events: [exact.events[0], exact.events[1]] });
+    expect(exact).toEqual({ events: [exact.events[0], exact.events[1]], position: { epoch: 'ep1', seq: 4 } });
     expect(ids(exact.events)).toEqual(['ep1.3', 'ep1.4']);
     await b.close();
   });

@@ -50,21 +50,22 @@ export class MemoryBackend implements Backend {
   async read(query: ReadQuery): Promise<ReadResult> {
     const buffer = this.requireOpen();
     const { after, streams, recent, since } = query;
+    const position = { epoch: this.epoch, seq: this.seq };
     if (streams !== '*') buffer.touch(streams);
     if (!after && since !== undefined) {
       const found = readSince(buffer, streams, since);
-      return found.complete ? { events: found.events } : { events: found.events, resync: 'expired' };
+      return found.complete ? { events: found.events, position } : { events: found.events, resync: 'expired', position };
     }
     if (after) {
       const resync =
         after.epoch !== this.epoch ? 'foreign' : after.seq > this.seq ? 'unknown' : undefined;
       if (!resync) {
         const events = readAfter(buffer, streams, after.seq);
-        if (events !== EXPIRED) return { events };
+        if (events !== EXPIRED) return { events, position };
       }
-      return { events: readRecent(buffer, streams, recent), resync: resync ?? 'expired' };
+      return { events: readRecent(buffer, streams, recent), resync: resync ?? 'expired', position };
     }
-    return { events: readRecent(buffer, streams, recent) };
+    return { events: readRecent(buffer, streams, recent), position };
   }
 
   stats(): Record<string, number> {

@@ -46,6 +46,13 @@ export interface ReadResult {
    * then what is left of them).
    */
   resync?: ResyncReason;
+  /**
+   * The newest point of the sequence when the read was made. A `resync`
+   * carries it as its id, so a client that reconnects before any replayed
+   * event resumes exactly from there. Without it the resync's id is empty
+   * (the client's cursor resets and its next connection is a fresh one).
+   */
+  position?: EventCursor | undefined;
 }
 
 /** What the hub gives a backend when it opens it. */

@@ -5,7 +5,9 @@ export type SsecastErrorCode =
   /** A subscriber fell further behind than its bound and was cut off. */
   | 'ERR_SLOW_CONSUMER'
   /** The backend could not store or read events (e.g. Redis unreachable). */
-  | 'ERR_BACKEND';
+  | 'ERR_BACKEND'
+  /** An event larger than the hub's `maxEventBytes`: nothing was stored or sent. */
+  | 'ERR_EVENT_TOO_LARGE';
 
 export class SsecastError extends Error {
   readonly code: SsecastErrorCode;

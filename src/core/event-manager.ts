@@ -1,13 +1,13 @@
 import { MemoryBackend } from '../backends/memory.js';
 import type { Backend, StoredEvent } from './backend.js';
-import { assertEventName, dataLines, formatEvent, serializeData, utf8Length } from './encoder.js';
+import { assertEventName, dataLines, serializeData, utf8Length } from './encoder.js';
 import { SsecastError } from './errors.js';
 import { HeartbeatScheduler } from './heartbeat.js';
-import { MAX_EVENT_ID_LENGTH, parseEventId } from './ids.js';
+import { formatEventId, MAX_EVENT_ID_LENGTH, parseEventId } from './ids.js';
 import { Subscription, type CloseReason, type Delivery, type SubscriptionOwner } from './subscription.js';
 import type { EventMapBase, PublishedEvent, ResyncData, ResyncEvent, ResyncReason } from './types.js';
 import { checkSchemas, EventValidationError, validatePayload, type EventSchemas, type StandardSchemaV1 } from './schema.js';
-import { nonNegativeInt } from './validate.js';
+import { nonNegativeInt, positiveInt } from './validate.js';
 
 /** How long `close()` waits for accepted events to reach open streams. */
 const CLOSE_DRAIN_MS = 2000;
@@ -50,6 +50,28 @@ export interface EventManagerOptions<M extends EventMapBase = any> {
   schemas?: EventSchemas<M>;
   /** With `schemas`, accept event types that have no schema, unvalidated. @defaultValue false */
   allowUnvalidatedTypes?: boolean;
+  /**
+   * The largest event accepted, in UTF-8 bytes of its `event:` and `data:`
+   * lines. `publish` rejects a larger one (`ERR_EVENT_TOO_LARGE`) and stores
+   * and sends nothing: one oversize event in history would otherwise cut off
+   * every connection that replays it. Must not exceed `historyBytes`, and an
+   * adapter refuses a `maxUnsentBytes` that could not hold one such event.
+   * @defaultValue 65536 (64 KiB)
+   */
+  maxEventBytes?: number;
+  /**
+   * Reports a failure that must not stop the hub: a subscriber's `onEvent`
+   * or `onClose` that threw, a backend that failed to close. The subscriber
+   * whose `onEvent` threw is ended (reason `error`); publish, the other
+   * subscribers and `close()` carry on. Counted in `stats().hookErrors`.
+   * @defaultValue logs with `console.error`
+   */
+  onError?: (error: unknown, context: HubErrorContext) => void;
+}
+
+/** Where a failure reported to `onError` came from. */
+export interface HubErrorContext {
+  source: 'onEvent' | 'onClose' | 'onLive' | 'backend.close';
 }
 
 export interface SubscribeOptions<M extends EventMapBase = EventMapBase> {
@@ -86,6 +108,12 @@ export interface SubscribeOptions<M extends EventMapBase = EventMapBase> {
   onEvent?: ((delivery: Delivery) => void) | undefined;
   /** Called once when the subscription ends, with the reason. */
   onClose?: ((reason: CloseReason) => void) | undefined;
+  /**
+   * Push mode: called once history (and what arrived while it loaded) has
+   * been handed to `onEvent`; from then on only live events come. Adapters
+   * hold history to the backend's bounds and live events to `maxUnsentBytes`.
+   */
+  onLive?: (() => void) | undefined;
 }
 
 export interface HubStats {
@@ -103,6 +131,8 @@ export interface HubStats {
   dropped: number;
   /** Resume requests answered with `resync`. */
   resyncs: number;
+  /** User callbacks (and backend teardown) that threw and were reported to `onError`. */
+  hookErrors: number;
   /** What the backend reports (retained streams, events and bytes for memory). */
   [backendStat: string]: number;
 }
@@ -120,14 +150,15 @@ export interface HubStats {
  * for await (const event of hub.subscribe({ streams: ['agent-1'] })) console.log(event);
  */
 export class EventManager<M extends EventMapBase = EventMapBase> implements SubscriptionOwner {
-  readonly options: Readonly<Required<Omit<EventManagerOptions, 'backend' | 'schemas' | 'allowUnvalidatedTypes'>>>;
+  readonly options: Readonly<Required<Omit<EventManagerOptions, 'backend' | 'schemas' | 'allowUnvalidatedTypes' | 'onError'>>>;
   readonly backend: Backend;
   private readonly opened: Promise<void>;
   private readonly byStream = new Map<string, Set<Subscription<M>>>();
   private readonly wildcard = new Set<Subscription<M>>();
   private readonly subscriptions = new Set<Subscription<M>>();
   private readonly heartbeats = new Map<number, HeartbeatScheduler>();
-  private counters = { published: 0, delivered: 0, dropped: 0, resyncs: 0 };
+  private counters = { published: 0, delivered: 0, dropped: 0, resyncs: 0, hookErrors: 0 };
+  private readonly onError: ((error: unknown, context: HubErrorContext) => void) | undefined;
   private isClosed = false;
   /** Appends in flight: `close()` lets them finish, since their publish will resolve as accepted. */
   private appending = 0;
@@ -147,7 +178,16 @@ export class EventManager<M extends EventMapBase = EventMapBase> implements Subs
       replay: nonNegativeInt(options.replay ?? 10, 'replay'),
       heartbeatMs: nonNegativeInt(options.heartbeatMs ?? 30_000, 'heartbeatMs'),
       maxQueue: nonNegativeInt(options.maxQueue ?? 1000, 'maxQueue'),
+      maxEventBytes: positiveInt(options.maxEventBytes ?? 64 * 1024, 'maxEventBytes'),
     };
+    if (options.onError !== undefined && typeof options.onError !== 'function') throw new TypeError('onError must be a function');
+    this.onError = options.onError;
+    // An event the history cannot hold would be stored and trimmed at once, or evict everything else.
+    if (!options.backend && this.options.maxEventBytes > Math.min(this.options.historyBytes, this.options.historyTotalBytes)) {
+      throw new TypeError(
+        `maxEventBytes (${this.options.maxEventBytes}) must not exceed historyBytes (${this.options.historyBytes}) or historyTotalBytes (${this.options.historyTotalBytes})`,
+      );
+    }
     this.backend =
       options.backend ??
       new MemoryBackend({
@@ -192,6 +232,13 @@ export class EventManager<M extends EventMapBase = EventMapBase> implements Subs
     }
     if (this.schemas) data = (await this.validate(stream, type, data)) as M[K];
     const body = `event: ${type}\n${dataLines(serializeData(data))}`;
+    const bytes = utf8Length(body);
+    if (bytes > this.options.maxEventBytes) {
+      throw new SsecastError(
+        'ERR_EVENT_TOO_LARGE',
+        `the ${type} event on ${JSON.stringify(stream)} is ${bytes} bytes encoded, over maxEventBytes (${this.options.maxEventBytes}); nothing was stored or sent`,
+      );
+    }
     await this.opened;
     if (this.isClosed) throw new SsecastError('ERR_HUB_CLOSED', 'publish() on a closed EventManager');
     let stored: StoredEvent;
@@ -229,6 +276,7 @@ export class EventManager<M extends EventMapBase = EventMapBase> implements Subs
       maxLoadingBytes: options.maxLoadingBytes === undefined || !options.onEvent ? undefined : nonNegativeInt(options.maxLoadingBytes, 'maxLoadingBytes'),
       onEvent: options.onEvent,
       onClose: options.onClose,
+      onLive: options.onLive,
     });
     // Live first, history second: nothing published in between can be missed.
     this.subscriptions.add(subscription);
@@ -282,11 +330,31 @@ export class EventManager<M extends EventMapBase = EventMapBase> implements Subs
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([drained.catch(() => {}), new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_DRAIN_MS)))]);
     clearTimeout(timer);
+    // Each close is isolated (Subscription reports a throwing onClose): one bad hook cannot keep the others open.
     for (const subscription of [...this.subscriptions]) subscription.close('hub_closed');
     for (const scheduler of this.heartbeats.values()) scheduler.stop();
     this.heartbeats.clear();
     await this.opened.catch(() => {});
-    await this.backend.close();
+    try {
+      await this.backend.close();
+    } catch (error) {
+      this.report(error, { source: 'backend.close' });
+    }
+  }
+
+  /** @internal a subscriber's callback threw */
+  hookFailed(error: unknown, hook: 'onEvent' | 'onClose' | 'onLive'): void {
+    this.report(error, { source: hook });
+  }
+
+  private report(error: unknown, context: HubErrorContext): void {
+    this.counters.hookErrors++;
+    try {
+      if (this.onError) this.onError(error, context);
+      else console.error(`[ssecast] ${context.source} failed:`, error);
+    } catch (secondary) {
+      console.error('[ssecast] onError threw while reporting:', secondary, 'original:', error);
+    }
   }
 
   private validate(stream: string, type: string, data: unknown): unknown {
@@ -319,6 +387,7 @@ export class EventManager<M extends EventMapBase = EventMapBase> implements Subs
 
   private fanOut(event: StoredEvent): void {
     let delivered = 0;
+    // offer() isolates the subscriber's own callback, so one subscriber cannot cost another the event.
     const set = this.byStream.get(event.event.stream);
     if (set) for (const subscription of set) if (subscription.offer(event)) delivered++;
     for (const subscription of this.wildcard) if (subscription.offer(event)) delivered++;
@@ -335,11 +404,14 @@ export class EventManager<M extends EventMapBase = EventMapBase> implements Subs
       const result = await this.backend.read({ streams, after: cursor, recent: replay, since: resuming ? undefined : since });
       resync ??= result.resync;
       if (resync) this.counters.resyncs++;
+      // A resync moves the client's cursor to where its replay was read (or clears it), so the
+      // next reconnect resumes normally instead of resyncing again on a quiet stream.
+      const resumeAt = result.position ? formatEventId(result.position.epoch, result.position.seq) : '';
       const notice = !resync
         ? undefined
         : resuming
-          ? resyncDelivery({ reason: resync, lastEventId: echoId(lastEventId) })
-          : resyncDelivery({ reason: 'expired', since: since as string });
+          ? resyncDelivery({ reason: resync, lastEventId: echoId(lastEventId) }, resumeAt)
+          : resyncDelivery({ reason: 'expired', since: since as string }, resumeAt);
       this.counters.delivered += subscription.goLive(result.events, notice, resync || !cursor ? 0 : cursor.seq);
     } catch (error) {
       subscription.fail(error);
@@ -365,12 +437,14 @@ export function toIsoTime(since: Date | number | string): string {
 // A date, optionally with a time and a zone: what Date.parse reads the same on every runtime.
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2}))?$/;
 
-function resyncDelivery(data: ResyncData): Delivery<ResyncEvent> {
-  const frame = formatEvent({ event: 'resync', data });
+function resyncDelivery(data: ResyncData, cursor: string): Delivery<ResyncEvent> {
+  // formatEvent omits an empty id; an empty `id:` line is what resets a browser's Last-Event-ID.
+  const frame = `event: resync\nid: ${cursor}\n${dataLines(serializeData(data))}\n`;
   return {
     event: { id: null, stream: null, type: 'resync', data, timestamp: new Date().toISOString() },
     frame,
     bytes: utf8Length(frame),
+    cursor,
   };
 }
 

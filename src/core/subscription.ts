@@ -9,6 +9,11 @@ export interface Delivery<E = PublishedEvent | ResyncEvent> {
   frame: string;
   /** UTF-8 length of `frame`. */
   bytes: number;
+  /**
+   * The id this delivery moves the client's cursor to: the event's id, or for
+   * a `resync` the position its replay was read at (empty: the cursor resets).
+   */
+  cursor?: string | undefined;
 }
 
 /**
@@ -24,6 +29,8 @@ export type CloseReason = 'closed' | 'slow_consumer' | 'hub_closed' | 'error' | 
 /** @internal what the hub needs back from a subscription */
 export interface SubscriptionOwner {
   release(subscription: Subscription<any>, reason: CloseReason): void;
+  /** A user callback threw: the owner reports it; the subscription carries on or ends. */
+  hookFailed(error: unknown, hook: 'onEvent' | 'onClose' | 'onLive'): void;
 }
 
 export interface SubscriptionInit {
@@ -35,6 +42,8 @@ export interface SubscriptionInit {
   maxLoadingBytes?: number | undefined;
   onEvent?: ((delivery: Delivery) => void) | undefined;
   onClose?: ((reason: CloseReason) => void) | undefined;
+  /** Push mode: called once history (and what arrived while it loaded) has been handed to `onEvent`. */
+  onLive?: (() => void) | undefined;
 }
 
 /**
@@ -56,7 +65,9 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
   private loadingBytes = 0;
   private readonly onEvent: ((delivery: Delivery) => void) | undefined;
   private readonly onClose: ((reason: CloseReason) => void) | undefined;
+  private readonly onLive: (() => void) | undefined;
   private lastSeq = 0;
+  /** The cursor of the last event the consumer received (popped from the iterator, or pushed to onEvent). */
   private lastId: string | undefined;
   private loading: StoredEvent[] | null = [];
   // Only an iterating subscriber queues; a push subscriber (every HTTP connection) never allocates it.
@@ -81,6 +92,7 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
     this.maxLoadingBytes = init.maxLoadingBytes;
     this.onEvent = init.onEvent;
     this.onClose = init.onClose;
+    this.onLive = init.onLive;
   }
 
   /** Resolves once history has been delivered and the subscription is live (or it ended first). */
@@ -100,7 +112,11 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
     return this.closedPromise;
   }
 
-  /** The id of the last event delivered: what a client would send as Last-Event-ID. */
+  /**
+   * The id of the last event the consumer received: what a client would send
+   * as Last-Event-ID. For an iterator, events still queued do not count, so a
+   * resume from it after a `break` or `ERR_SLOW_CONSUMER` misses nothing.
+   */
   get lastEventId(): string | undefined {
     return this.lastId;
   }
@@ -118,7 +134,13 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
     this.resolveReady?.();
     this.resolveClosed?.(reason);
     if (this.waiter) this.settleWaiter();
-    this.onClose?.(reason);
+    if (this.onClose) {
+      try {
+        this.onClose(reason);
+      } catch (error) {
+        this.owner.hookFailed(error, 'onClose');
+      }
+    }
   }
 
   /** @internal a live event from the hub's fan-out */
@@ -149,6 +171,13 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
     for (const event of pending) if (this.deliver(event)) delivered++;
     this.isLive = true;
     this.resolveReady?.();
+    if (this.onLive && !this.closeReason) {
+      try {
+        this.onLive();
+      } catch (error) {
+        this.owner.hookFailed(error, 'onLive');
+      }
+    }
     return delivered;
   }
 
@@ -163,19 +192,28 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
     if (event.seq <= this.lastSeq) return false;
     this.lastSeq = event.seq;
     if (this.types && !this.types.has(event.event.type)) return false;
-    this.lastId = event.event.id;
     return this.push(event);
   }
 
   private push(delivery: Delivery): boolean {
     if (this.onEvent) {
-      this.onEvent(delivery);
+      try {
+        this.onEvent(delivery);
+      } catch (error) {
+        // This subscriber could not take the event: it ends (and resumes from its cursor);
+        // the publish and every other subscriber carry on.
+        this.owner.hookFailed(error, 'onEvent');
+        this.close('error');
+        return false;
+      }
+      this.lastId = cursorOf(delivery, this.lastId);
       return !this.closeReason;
     }
     if (this.waiter) {
       const resolve = this.waiter;
       this.waiter = undefined;
       this.waiterReject = undefined;
+      this.lastId = cursorOf(delivery, this.lastId);
       resolve({ value: delivery.event as SubscriptionEvent<M>, done: false });
       return true;
     }
@@ -211,7 +249,7 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
         `the backend lost continuity (Redis lost data or this instance missed events); subscribe again with lastEventId ${JSON.stringify(this.lastId ?? null)} to resume`,
       );
     }
-    if (this.closeReason === 'error') {
+    if (this.closeReason === 'error' && this.failure !== undefined) {
       return new SsecastError('ERR_BACKEND', 'the subscription could not read its history', { cause: this.failure });
     }
     return undefined;
@@ -222,7 +260,10 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
     return {
       next: () => {
         const delivery = this.queue?.shift();
-        if (delivery) return Promise.resolve({ value: delivery.event as SubscriptionEvent<M>, done: false });
+        if (delivery) {
+          this.lastId = cursorOf(delivery, this.lastId);
+          return Promise.resolve({ value: delivery.event as SubscriptionEvent<M>, done: false });
+        }
         if (this.closeReason) {
           const error = this.terminalError();
           return error ? Promise.reject(error) : Promise.resolve({ value: undefined, done: true });
@@ -238,4 +279,11 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
       },
     };
   }
+}
+
+/** Where a delivery leaves the consumer's cursor: stored events carry their id; a resync may move or reset it. */
+function cursorOf(delivery: Delivery, previous: string | undefined): string | undefined {
+  if (delivery.cursor !== undefined) return delivery.cursor === '' ? undefined : delivery.cursor;
+  const id = (delivery.event as { id: string | null }).id;
+  return id ?? previous;
 }
