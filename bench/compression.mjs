@@ -25,7 +25,7 @@ const payloads = lines.map((line, i) => ({
 /** Streams the workload to `connections` clients; returns bytes on the wire and server CPU. */
 async function run(compress, acceptEncoding) {
   const hub = new EventManager({ replay: 0, heartbeatMs: 0 });
-  const server = http.createServer(createSseHandler(hub, { compress, maxConnectionsPerPrincipal: connections }));
+  const server = http.createServer(createSseHandler(hub, { compress, maxConnectionsPerPrincipal: connections, maxConnectionsPerClient: Infinity, maxConnections: Infinity }));
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address();
   global.gc?.();

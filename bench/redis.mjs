@@ -53,7 +53,7 @@ const payload = (i, t) => ({ i, t, line: LINE });
 
 /** An SSE endpoint for `hub` on 127.0.0.1, on a free port. */
 async function serve(hub) {
-  const server = http.createServer(createSseHandler(hub, { replay: 0, heartbeatMs: 0 }));
+  const server = http.createServer(createSseHandler(hub, { replay: 0, heartbeatMs: 0, maxConnectionsPerClient: Infinity, maxConnections: Infinity }));
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   return server;
 }

@@ -22,7 +22,7 @@ export interface RequestInfo {
   header(name: string): string | undefined;
 }
 
-export interface NeutralOptions extends Omit<SseHandlerOptions<never>, 'streams' | 'authorize' | 'onError'> {
+export interface NeutralOptions extends Omit<SseHandlerOptions<never>, 'streams' | 'authorize' | 'onError' | 'clientKey'> {
   streams?: (req: RequestInfo) => readonly string[] | '*' | Promise<readonly string[] | '*'>;
   authorize?: (req: RequestInfo) => Principal | null | undefined | Promise<Principal | null | undefined>;
   onError?: (error: unknown) => void;

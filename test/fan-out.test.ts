@@ -99,7 +99,7 @@ describe('live events that arrive while history loads', () => {
   });
 
   it('still cuts off an HTTP client whose held events pass its unsent-bytes bound, and an iterator past maxQueue', async () => {
-    const hub = new EventManager<Events>({ backend: new SlowReadBackend({ maxEventsPerStream: 5000 }), replay: 0, maxQueue: 1000 });
+    const hub = new EventManager<Events>({ backend: new SlowReadBackend({ maxEventsPerStream: 5000 }), replay: 0, maxQueue: 1000, maxEventBytes: 16 * 1024 });
     const server = await startServer(createSseHandler(hub, { maxUnsentBytes: 32 * 1024 }));
     cleanups.push(() => server.close(), () => hub.close());
     const client = await openStream(`${server.url}/?stream=a`);

@@ -15,7 +15,7 @@ type Events = { tick: { n: number }; note: string };
 const cleanups = cleanupAfterEach();
 
 function newHub(): EventManager<Events> {
-  const hub = new EventManager<Events>();
+  const hub = new EventManager<Events>({ maxEventBytes: 40 * 1024 });
   cleanups.push(() => hub.close());
   return hub;
 }

@@ -44,7 +44,7 @@ describe('node:http adapter', () => {
   });
 
   it('resets a slow consumer it cuts off, so the kernel does not keep its backlog', async () => {
-    const hub = new EventManager<Events>();
+    const hub = new EventManager<Events>({ maxEventBytes: 16 * 1024 });
     const server = await startServer(createSseHandler(hub, { maxUnsentBytes: 64 * 1024 }));
     cleanups.push(() => server.close(), () => hub.close());
     const stalled = stalledClient(server.port, '/?stream=a');

@@ -133,6 +133,9 @@ const hub = new EventManager({
 });
 const sse = createSseHandler(hub, {
   retryMs,
+  // Every load client comes from 127.0.0.1: the per-client and total caps would count them as one.
+  maxConnections: Infinity,
+  maxConnectionsPerClient: Infinity,
   // Clients follow at most two streams; no per-principal limit without authorize.
   streams: (req) => new URL(req.url ?? '/', 'http://x').searchParams.getAll('stream'),
 });

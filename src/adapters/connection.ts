@@ -3,6 +3,7 @@ import type { EventManager } from '../core/event-manager.js';
 import type { HeartbeatScheduler, HeartbeatTarget } from '../core/heartbeat.js';
 import type { CloseReason, Delivery, Subscription } from '../core/subscription.js';
 import type { EventMapBase } from '../core/types.js';
+import type { UnsentBudget } from './gate.js';
 
 /**
  * What a framework's response becomes: the only surface the writer needs.
@@ -39,14 +40,23 @@ export interface ConnectionOptions {
   maxUnsentBytes: number;
   /** Epoch milliseconds at which the principal's credentials expire: the stream ends then. */
   expiresAt?: number | undefined;
+  /** Unsent bytes shared by a handler's connections (`maxTotalUnsentBytes`). */
+  budget?: UnsentBudget | undefined;
   /** Called once when the connection is finished, whoever ended it. */
   onClose?: ((reason: CloseReason) => void) | undefined;
+  /** A transport call threw: the connection ends and the error is reported here. */
+  onError?: ((error: unknown) => void) | undefined;
 }
 
 const HEARTBEAT = ':heartbeat\n\n';
 const EXPIRED = ': credentials expired\n\n';
 // setTimeout's limit (about 24.8 days): a later expiry re-arms.
 const MAX_TIMER_MS = 2 ** 31 - 1;
+// A clean end waits this long for the client to take what was queued, then tears down:
+// a client that stopped reading must not hold server.close() (or zlib's memory) open.
+const END_GRACE_MS = 5000;
+// Over the handler's total budget, connections with at least this much unsent are the ones cut off.
+const BEHIND_BYTES = 64 * 1024;
 // Past this many queued bytes a connection is flushed at once instead of at
 // the end of the tick: a publisher in a tight loop must not grow the queue
 // towards the slow-consumer bound while the socket is ready to take it.
@@ -72,7 +82,14 @@ function flushDirty(): void {
   dirty.clear();
   // One clock reading for the whole flush: heartbeats need milliseconds, not a call per socket.
   flushClock = Date.now();
-  for (const connection of connections) connection.flush();
+  // flush() isolates its transport, but a bug in one connection must not stall every other one.
+  for (const connection of connections) {
+    try {
+      connection.flush();
+    } catch (error) {
+      console.error('[ssecast] a connection failed to flush:', error);
+    }
+  }
   flushClock = 0;
   openBatch = undefined;
 }
@@ -144,6 +161,11 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
   private finished = false;
   private transportGone = false;
   private expiryTimer: ReturnType<typeof setTimeout> | undefined;
+  /** History is being handed over: the backend bounds it, so it is not held to maxUnsentBytes. */
+  private replaying = true;
+  /** What this connection counts in the shared budget now. */
+  private counted = 0;
+  private endGrace: ReturnType<typeof setTimeout> | undefined;
 
   constructor(hub: EventManager<M>, transport: SseTransport, options: ConnectionOptions) {
     this.hub = hub;
@@ -159,6 +181,10 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
   /** Writes `retry:`, subscribes and registers for heartbeats. */
   start(): Subscription<M> | undefined {
     this.writeNow(formatEvent({ retry: this.options.retryMs }));
+    if (this.finished || this.transportGone) {
+      this.finish('error');
+      return undefined;
+    }
     if (this.hub.closed) {
       // Closed between admission and here: end cleanly, the client retries elsewhere.
       this.finish('hub_closed');
@@ -173,6 +199,9 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
       maxLoadingBytes: this.maxUnsentBytes,
       onEvent: (delivery) => this.enqueue(delivery),
       onClose: (reason) => this.finish(reason),
+      onLive: () => {
+        this.replaying = false;
+      },
     });
     if (this.options.heartbeatMs > 0 && !this.finished) {
       this.heartbeats = this.hub.heartbeatScheduler(this.options.heartbeatMs);
@@ -184,14 +213,17 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
 
   /** The transport can take more: write what waited. */
   drained(): void {
+    if (this.finished) return;
     this.blocked = false;
-    this.bufferedAtWrite = this.transport.bufferedBytes;
+    this.bufferedAtWrite = this.readBuffered();
     if (this.taken > 0) this.flush();
+    else this.account();
   }
 
   /** The peer went away (socket closed, request aborted). */
   transportClosed(): void {
     this.transportGone = true;
+    clearTimeout(this.endGrace);
     this.close('closed');
   }
 
@@ -213,6 +245,7 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
   heartbeat(): void {
     if (this.finished || this.blocked) return;
     this.writeNow(HEARTBEAT);
+    this.account();
   }
 
   /** @internal called by the shared flush */
@@ -224,18 +257,27 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
     this.taken = 0;
     this.pendingBytes = 0;
     this.writeNow(chunk);
+    this.account();
   }
 
   private enqueue(delivery: Delivery): void {
     if (this.finished) return;
     this.queue(delivery.frame);
     const pendingBytes = (this.pendingBytes += delivery.bytes);
-    if (pendingBytes + this.bufferedAtWrite > this.maxUnsentBytes) {
+    if (!this.replaying && pendingBytes + this.bufferedAtWrite > this.maxUnsentBytes) {
       // The count from the last write may be stale (node:http corks a response until the next
       // tick, so right after a write it holds the whole chunk): read it again before judging.
-      this.bufferedAtWrite = this.transport.bufferedBytes;
+      this.bufferedAtWrite = this.readBuffered();
       if (pendingBytes + this.bufferedAtWrite > this.maxUnsentBytes) {
         // Cut off, counted by the hub; the client resumes from history with Last-Event-ID.
+        this.subscription?.close('slow_consumer');
+        return;
+      }
+    }
+    const budget = this.options.budget;
+    if (budget) {
+      this.account();
+      if (budget.exceeded && !this.replaying && this.counted >= BEHIND_BYTES) {
         this.subscription?.close('slow_consumer');
         return;
       }
@@ -263,9 +305,62 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
   }
 
   private writeNow(chunk: string | Uint8Array): void {
+    if (this.transportGone) return;
     this.lastWriteAt = flushClock || Date.now();
-    if (!this.transport.write(chunk)) this.blocked = true;
-    this.bufferedAtWrite = this.transport.bufferedBytes;
+    let accepted: boolean;
+    try {
+      accepted = this.transport.write(chunk);
+    } catch (error) {
+      // A transport that throws (a destroyed TLS socket, a closed body) is gone for this client.
+      return this.transportFailed(error);
+    }
+    if (!accepted) this.blocked = true;
+    this.bufferedAtWrite = this.readBuffered();
+  }
+
+  private readBuffered(): number {
+    try {
+      const bytes = this.transport.bufferedBytes;
+      return Number.isFinite(bytes) && bytes > 0 ? bytes : 0;
+    } catch {
+      return 0;
+    }
+  }
+
+  /** Updates this connection's share of the handler's unsent-bytes budget. */
+  private account(): void {
+    const budget = this.options.budget;
+    if (!budget) return;
+    // What the transport holds counts only while it is over its high-water mark (blocked): below
+    // it, the count from the last write goes stale as the socket drains, and would only inflate.
+    const now = this.finished ? 0 : this.pendingBytes + (this.blocked ? this.bufferedAtWrite : 0);
+    budget.total += now - this.counted;
+    this.counted = now;
+  }
+
+  private transportFailed(error: unknown): void {
+    this.transportGone = true;
+    this.report(error);
+    // Deferred: a write can fail inside the hub's fan-out, which must finish its loop first.
+    queueMicrotask(() => this.close('error'));
+    this.safely(() => this.transport.abort());
+  }
+
+  private report(error: unknown): void {
+    try {
+      if (this.options.onError) this.options.onError(error);
+      else console.error('[ssecast] stream transport failed:', error);
+    } catch (secondary) {
+      console.error('[ssecast] onError threw while reporting:', secondary, 'original:', error);
+    }
+  }
+
+  private safely(action: () => void): void {
+    try {
+      action();
+    } catch (error) {
+      this.report(error);
+    }
   }
 
   private finish(reason: CloseReason): void {
@@ -278,14 +373,23 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
     this.batch = undefined;
     this.taken = 0;
     this.pendingBytes = 0;
+    this.account();
     if (!this.transportGone) {
       if (reason === 'hub_closed' || reason === 'closed' || reason === 'interrupted' || reason === 'expired') {
         // A clean end delivers what was already accepted for this client.
-        if (unsent) this.transport.write(unsent);
-        if (reason === 'expired') this.transport.write(EXPIRED);
-        this.transport.end();
-      } else this.transport.abort();
+        this.safely(() => {
+          if (unsent) this.transport.write(unsent);
+          if (reason === 'expired') this.transport.write(EXPIRED);
+          this.transport.end();
+        });
+        const grace = setTimeout(() => {
+          if (!this.transportGone) this.safely(() => this.transport.abort());
+        }, END_GRACE_MS);
+        grace.unref?.();
+        this.endGrace = grace;
+      } else this.safely(() => this.transport.abort());
     }
-    this.options.onClose?.(reason);
+    const onClose = this.options.onClose;
+    if (onClose) this.safely(() => onClose(reason));
   }
 }

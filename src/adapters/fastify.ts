@@ -4,8 +4,8 @@ import type { EventManager } from '../core/event-manager.js';
 import type { EventMapBase } from '../core/types.js';
 import { gzipSettings } from './compression.js';
 import type { SseConnection } from './connection.js';
-import { SseGate, type SseHandlerOptions } from './gate.js';
-import { nodeRequestView, openNodeStream } from './node-stream.js';
+import { isGone, reject, SseGate, type SseHandlerOptions } from './gate.js';
+import { answer, nodeRequestView, openNodeStream } from './node-stream.js';
 import { rejectionHeaders } from './reject.js';
 
 export type { Principal, RetryRange, SseHandlerOptions } from './gate.js';
@@ -35,26 +35,37 @@ const plugin: FastifyPluginAsync<SsecastFastifyOptions<any>> = async (app, { hub
     method: METHODS,
     url: path,
     handler: async (request: FastifyRequest, reply: FastifyReply) => {
-      const outcome = await gate.admit(request, nodeRequestView(request.raw, request.url));
+      const view = nodeRequestView(request.raw, reply.raw, request.url);
+      const outcome = await gate.admit(request, view);
+      if (isGone(outcome)) return reply.hijack();
       if (!outcome.ok) {
         const body = JSON.stringify(outcome.body);
         return reply.code(outcome.status).headers(rejectionHeaders(outcome, body)).send(body);
       }
       // From here the response is ours: Fastify must not send or time it out.
       reply.hijack();
-      if (reply.raw.destroyed) return outcome.release();
+      // The client may have left while the hooks were awaited.
+      if (view.gone()) return outcome.release();
       let connection: SseConnection | undefined;
       try {
-        connection = openNodeStream(hub, request.raw, reply.raw, outcome, gzip, (reason) => {
-          open.delete(connection as SseConnection);
-          if (reason === 'slow_consumer') request.log.warn('ssecast: client fell behind and was cut off; it resumes with Last-Event-ID');
-          else if (reason === 'error') request.log.error('ssecast: the stream could not read its history');
-          else if (reason === 'interrupted') request.log.warn('ssecast: the backend lost continuity; the client resumes with Last-Event-ID');
-        });
+        connection = openNodeStream(
+          hub,
+          request.raw,
+          reply.raw,
+          outcome,
+          gzip,
+          (reason) => {
+            open.delete(connection as SseConnection);
+            if (reason === 'slow_consumer') request.log.warn('ssecast: client fell behind and was cut off; it resumes with Last-Event-ID');
+            else if (reason === 'error') request.log.warn('ssecast: the stream ended on an error (history unreadable or transport failure)');
+            else if (reason === 'interrupted') request.log.warn('ssecast: the backend lost continuity; the client resumes with Last-Event-ID');
+          },
+          (error) => gate.report(error, request),
+        );
       } catch (error) {
         outcome.release();
-        request.log.error({ err: error }, 'ssecast: the stream could not be opened');
-        reply.raw.destroy();
+        gate.report(error, request);
+        answer(reply.raw, reject(500, 'the stream could not be opened'));
         return;
       }
       if (connection.isOpen) open.add(connection);

@@ -3,7 +3,7 @@ import type { EventManager } from '../core/event-manager.js';
 import type { EventMapBase } from '../core/types.js';
 import { acceptsGzip, gzipSettings, gzipTransport, type ByteSink } from './compression.js';
 import { SseConnection, type SseTransport } from './connection.js';
-import { reject, SseGate, type Admission, type SseHandlerOptions } from './gate.js';
+import { isGone, reject, SseGate, type Admission, type SseHandlerOptions } from './gate.js';
 import { rejectionHeaders, streamHeaders, type Rejection } from './reject.js';
 
 export type { Principal, RetryRange, SseHandlerOptions } from './gate.js';
@@ -36,23 +36,26 @@ export function createFetchHandler<M extends EventMapBase = EventMapBase>(
   const gate = new SseGate<Request, M>(hub, options);
   const gzip = gzipSettings(options.compress);
   return async (request) => {
-    let url: URL;
-    try {
-      url = new URL(request.url);
-    } catch {
-      return rejectionResponse(reject(400, 'the request URL could not be parsed'));
-    }
     let outcome;
     try {
-      outcome = await gate.admit(request, { method: request.method, url, header: (name) => request.headers.get(name) ?? undefined });
+      outcome = await gate.admit(request, {
+        method: request.method,
+        target: request.url,
+        header: (name) => request.headers.get(name) ?? undefined,
+        gone: () => request.signal?.aborted === true,
+      });
+      if (isGone(outcome)) return rejectionResponse(reject(503, 'the client went away'));
+      if (!outcome.ok) return rejectionResponse(outcome);
+      const zlib = gzip && acceptsGzip(request.headers.get('accept-encoding') ?? undefined) ? nodeZlib() : undefined;
+      const admission = outcome;
+      const report = (error: unknown) => gate.report(error, request);
+      const body = eventStream(hub, request, admission, zlib && gzip ? { zlib, settings: gzip } : undefined, report);
+      return new Response(body, { status: 200, headers: streamHeaders(gzip !== null, zlib !== undefined) });
     } catch (error) {
+      if (outcome?.ok) outcome.release();
       gate.report(error, request);
       return rejectionResponse(reject(500, 'the stream could not be opened'));
     }
-    if (!outcome.ok) return rejectionResponse(outcome);
-    const zlib = gzip && acceptsGzip(request.headers.get('accept-encoding') ?? undefined) ? nodeZlib() : undefined;
-    const body = eventStream(hub, request, outcome, zlib && gzip ? { zlib, settings: gzip } : undefined);
-    return new Response(body, { status: 200, headers: streamHeaders(gzip !== null, zlib !== undefined) });
   };
 }
 
@@ -61,6 +64,7 @@ function eventStream<M extends EventMapBase>(
   request: Request,
   admission: Admission,
   gzip: { zlib: typeof Zlib; settings: NonNullable<ReturnType<typeof gzipSettings>> } | undefined,
+  report: (error: unknown) => void,
 ): ReadableStream<Uint8Array> {
   const encoder = new TextEncoder();
   let connection: SseConnection<M>;
@@ -102,9 +106,15 @@ function eventStream<M extends EventMapBase>(
           get bufferedBytes() {
             return queued();
           },
-          end: () => controller.close(),
+          end: closeBody,
           // Erroring the body makes the runtime tear the response down.
-          abort: () => controller.error(new Error('ssecast: stream aborted (slow consumer or server error)')),
+          abort: () => {
+            try {
+              controller.error(new Error('ssecast: stream aborted (slow consumer or server error)'));
+            } catch {
+              // Already closed or cancelled: nothing left to tear down.
+            }
+          },
         };
         let transport: SseTransport = {
           // Event chunks are shared with other connections, and a runtime may transfer
@@ -128,6 +138,7 @@ function eventStream<M extends EventMapBase>(
             request.signal?.removeEventListener('abort', onAbort);
             admission.release();
           },
+          onError: report,
         });
         request.signal?.addEventListener('abort', onAbort, { once: true });
         connection.start();

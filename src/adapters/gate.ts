@@ -38,6 +38,32 @@ export interface SseHandlerOptions<Req> {
   authorize?: (req: Req) => Principal | null | undefined | Promise<Principal | null | undefined>;
   /** Open connections per principal; one more gets 429. @defaultValue 10 */
   maxConnectionsPerPrincipal?: number;
+  /**
+   * Open connections of this handler in all; one more gets 503 with
+   * `Retry-After`. `Infinity` lifts the cap.
+   * @defaultValue 10000
+   */
+  maxConnections?: number;
+  /**
+   * Who an anonymous request (no `authorize` hook) comes from, for
+   * `maxConnectionsPerClient`. Behind a proxy or load balancer every request
+   * comes from the proxy's address: return the client's own address (from
+   * a header your proxy sets and strips from requests) or a session id.
+   * Return undefined to count a request against no client.
+   * @defaultValue the peer's IP address (the fetch adapter has none: no per-client limit)
+   */
+  clientKey?: (req: Req) => string | undefined;
+  /** Open anonymous connections per `clientKey`; one more gets 429. `Infinity` lifts it. @defaultValue 100 */
+  maxConnectionsPerClient?: number;
+  /**
+   * Unsent bytes of every connection of this handler together. Past it, a
+   * connection that is behind (64 KiB or more unsent) is cut off as a slow
+   * consumer when its next event arrives, so a crowd of slow readers cannot
+   * grow the process's memory without bound even when each stays under
+   * `maxUnsentBytes`.
+   * @defaultValue 268435456 (256 MiB)
+   */
+  maxTotalUnsentBytes?: number;
   /** Streams one connection may follow; more gets 400. @defaultValue 50 */
   maxStreamsPerConnection?: number;
   /**
@@ -65,8 +91,10 @@ export interface SseHandlerOptions<Req> {
    */
   compress?: CompressOption;
   /**
-   * Reports an exception thrown by a hook (`streams`, `authorize`); the
-   * request gets a 500 with a generic message, never the exception's text.
+   * Reports an exception thrown by a hook (`streams`, `authorize`,
+   * `clientKey`; the request gets a 500 with a generic message, never the
+   * exception's text) or by the transport while writing or tearing a stream
+   * down (the stream ends; the others carry on).
    * @defaultValue logs with `console.error`
    */
   onError?: (error: unknown, req: Req) => void;
@@ -81,17 +109,40 @@ export interface RetryRange {
 /** The framework-neutral view of a request that the gate reads. */
 export interface RequestView {
   method: string;
-  url: URL;
+  /** The request target as received: origin form (`/events?stream=a`) or absolute. Parsed by the gate. */
+  target: string;
   header(name: string): string | undefined;
+  /** The peer's address, when the transport knows it. */
+  remoteAddress?: string | undefined;
+  /** True once the client has gone (checked after every await, so nothing is held for a client that left). */
+  gone(): boolean;
+}
+
+/** The client left while the request was being admitted: nothing was taken, nothing is to be sent. */
+export interface Gone {
+  ok: false;
+  gone: true;
 }
 
 export interface Admission {
   ok: true;
   connection: ConnectionOptions;
   principal: Principal | undefined;
-  /** Gives back the principal's connection slot; call exactly once, when the connection ends. */
+  /** Gives back the connection's slots; call exactly once, when the connection ends. */
   release(): void;
 }
+
+/** Unsent bytes of a handler's connections together, against `maxTotalUnsentBytes`. */
+export class UnsentBudget {
+  total = 0;
+  constructor(readonly max: number) {}
+  /** True when over the budget: a connection that is behind should go. */
+  get exceeded(): boolean {
+    return this.total > this.max;
+  }
+}
+
+const GONE: Gone = Object.freeze({ ok: false, gone: true });
 
 /**
  * Decides what a request gets, in one place for every adapter: method,
@@ -102,7 +153,12 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
   private readonly hub: EventManager<M>;
   private readonly options: SseHandlerOptions<Req>;
   private readonly perPrincipal = new Map<string, number>();
+  private readonly perClient = new Map<string, number>();
+  private open = 0;
   private readonly maxPerPrincipal: number;
+  private readonly maxPerClient: number;
+  private readonly maxConnections: number;
+  readonly budget: UnsentBudget;
   private readonly maxStreams: number;
   private readonly retryMs: RetryRange;
   private readonly heartbeatMs: number;
@@ -116,7 +172,26 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
     this.retryMs = retryRange(options.retryMs ?? 3000);
     this.heartbeatMs = nonNegativeInt(options.heartbeatMs ?? hub.options.heartbeatMs, 'heartbeatMs');
     this.maxUnsentBytes = positiveInt(options.maxUnsentBytes ?? 1024 * 1024, 'maxUnsentBytes');
+    this.maxConnections = limit(options.maxConnections ?? 10_000, 'maxConnections');
+    this.maxPerClient = limit(options.maxConnectionsPerClient ?? 100, 'maxConnectionsPerClient');
+    this.budget = new UnsentBudget(limit(options.maxTotalUnsentBytes ?? 256 * 1024 * 1024, 'maxTotalUnsentBytes'));
     if (options.replay !== undefined) nonNegativeInt(options.replay, 'replay');
+    // One event must fit what a connection may hold unsent (with its id and retry lines), or
+    // every connection that gets it would be cut off at once, over and over.
+    const needed = hub.options.maxEventBytes + FRAME_OVERHEAD;
+    if (this.maxUnsentBytes < needed) {
+      throw new TypeError(
+        `maxUnsentBytes (${this.maxUnsentBytes}) must hold one event of the hub's maxEventBytes (${hub.options.maxEventBytes}) plus its id line: at least ${needed}`,
+      );
+    }
+    if (this.budget.max < this.maxUnsentBytes) {
+      throw new TypeError(`maxTotalUnsentBytes (${this.budget.max}) must not be less than maxUnsentBytes (${this.maxUnsentBytes})`);
+    }
+  }
+
+  /** Open connections of this handler. */
+  get connections(): number {
+    return this.open;
   }
 
   /** Open connections counted against principals (for tests and metrics). */
@@ -126,32 +201,57 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
     return total;
   }
 
-  async admit(req: Req, view: RequestView): Promise<Rejection | Admission> {
-    if (view.method !== 'GET') return reject(405, `${view.method} is not allowed; open the stream with GET`, { allow: 'GET' });
-    if (this.hub.closed) return reject(503, 'the event hub is shutting down');
+  /** Open anonymous connections counted against client keys (for tests and metrics). */
+  get clientConnections(): number {
+    let total = 0;
+    for (const count of this.perClient.values()) total += count;
+    return total;
+  }
 
-    const requestOptions = parseRequestOptions(view.url, view.header);
+  async admit(req: Req, view: RequestView): Promise<Rejection | Admission | Gone> {
+    if (view.method !== 'GET') return reject(405, `${String(view.method).slice(0, 32)} is not allowed; open the stream with GET`, { allow: 'GET' });
+    if (this.hub.closed) return reject(503, 'the event hub is shutting down', { 'retry-after': '5' });
+    if (this.open >= this.maxConnections) return reject(503, 'too many open streams on this server; try again shortly', { 'retry-after': '10' });
+
+    let url: URL;
+    try {
+      url = new URL(view.target, 'http://localhost');
+    } catch {
+      return reject(400, 'the request target could not be parsed as a URL');
+    }
+    const requestOptions = parseRequestOptions(url, view.header);
     if (isRejection(requestOptions)) return requestOptions;
 
     let requested: readonly string[] | '*';
     let principal: Principal | null | undefined;
     let expiresAt: number | undefined;
+    let client: string | undefined;
     try {
-      requested = this.options.streams ? await this.options.streams(req) : view.url.searchParams.getAll('stream');
+      requested = this.options.streams ? await this.options.streams(req) : url.searchParams.getAll('stream');
+      if (view.gone()) return GONE;
       if (this.options.authorize) {
         principal = await this.options.authorize(req);
+        if (view.gone()) return GONE;
         if (!principal) return reject(401, 'authentication required');
         expiresAt = expiryOf(principal);
+      } else {
+        client = this.options.clientKey ? this.options.clientKey(req) : view.remoteAddress;
+        if (client !== undefined && typeof client !== 'string') throw new TypeError(`clientKey must return a string or undefined, got ${typeof client}`);
       }
     } catch (error) {
       this.report(error, req);
       return reject(500, 'the stream could not be opened');
     }
+    // Hooks may have taken a while: the cap is checked again before a slot is taken.
+    if (this.hub.closed) return reject(503, 'the event hub is shutting down', { 'retry-after': '5' });
+    if (this.open >= this.maxConnections) return reject(503, 'too many open streams on this server; try again shortly', { 'retry-after': '10' });
 
     if (expiresAt !== undefined && expiresAt <= Date.now()) return reject(401, 'the credentials have expired; sign in again');
     const streams = checkStreams(requested, this.maxStreams);
     if (isRejection(streams)) return streams;
 
+    let counts: Map<string, number> | undefined;
+    let key: string | undefined;
     if (principal) {
       const forbidden = firstForbidden(streams, principal.streams);
       if (forbidden !== undefined) return reject(403, forbidden === '*' ? 'not allowed to read every stream' : `not allowed to read stream ${JSON.stringify(forbidden)}`);
@@ -159,11 +259,20 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
       if (open >= this.maxPerPrincipal) {
         return reject(429, `at most ${this.maxPerPrincipal} open streams per user; close one first`, { 'retry-after': '5' });
       }
-      this.perPrincipal.set(principal.id, open + 1);
+      counts = this.perPrincipal;
+      key = principal.id;
+    } else if (client !== undefined) {
+      const open = this.perClient.get(client) ?? 0;
+      if (open >= this.maxPerClient) {
+        return reject(429, `at most ${this.maxPerClient} open streams per client; close one first`, { 'retry-after': '5' });
+      }
+      counts = this.perClient;
+      key = client;
     }
+    if (counts && key !== undefined) counts.set(key, (counts.get(key) ?? 0) + 1);
+    this.open++;
 
     let released = false;
-    const id = principal?.id;
     return {
       ok: true,
       principal: principal ?? undefined,
@@ -176,14 +285,17 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
         retryMs: drawRetry(this.retryMs),
         heartbeatMs: this.heartbeatMs,
         maxUnsentBytes: this.maxUnsentBytes,
+        budget: this.budget,
         expiresAt,
       },
       release: () => {
-        if (released || id === undefined) return;
+        if (released) return;
         released = true;
-        const left = (this.perPrincipal.get(id) ?? 1) - 1;
-        if (left <= 0) this.perPrincipal.delete(id);
-        else this.perPrincipal.set(id, left);
+        this.open--;
+        if (!counts || key === undefined) return;
+        const left = (counts.get(key) ?? 1) - 1;
+        if (left <= 0) counts.delete(key);
+        else counts.set(key, left);
       },
     };
   }
@@ -197,6 +309,18 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
       console.error('[ssecast] onError threw while reporting:', secondary, 'original:', error);
     }
   }
+}
+
+/** id line (`id: ` + the longest id + LF) and the `retry:` line a connection sends first. */
+const FRAME_OVERHEAD = 128;
+
+/** A positive integer, or Infinity for no limit. */
+function limit(value: number, name: string): number {
+  return value === Infinity ? value : positiveInt(value, name);
+}
+
+export function isGone(outcome: Rejection | Admission | Gone): outcome is Gone {
+  return (outcome as Gone).gone === true;
 }
 
 function expiryOf(principal: Principal): number | undefined {

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import * as zlib from 'node:zlib';
 import type { EventManager } from '../core/event-manager.js';
@@ -7,7 +8,7 @@ import type { CloseReason } from '../core/subscription.js';
 import type { EventMapBase } from '../core/types.js';
 import { acceptsGzip, gzipSettings, gzipTransport, type CompressOptions } from './compression.js';
 import { SseConnection, type SseTransport } from './connection.js';
-import { SseGate, type Admission, type RequestView, type SseHandlerOptions } from './gate.js';
+import { isGone, SseGate, type Admission, type RequestView, type SseHandlerOptions } from './gate.js';
 import { reject, rejectionHeaders, streamHeaders, type Rejection } from './reject.js';
 
 /** A request of `node:http` or of the `node:http2` compatibility API. */
@@ -15,24 +16,46 @@ export type NodeRequest = IncomingMessage | Http2ServerRequest;
 export type NodeResponse = ServerResponse | Http2ServerResponse;
 
 /**
- * The gate's view of a Node request. `url` is the full path and query;
- * Express passes `originalUrl`, since a mounted router strips `req.url`.
+ * The gate's view of a Node request. `target` is the path and query as
+ * received (Express passes `originalUrl`, since a mounted router strips
+ * `req.url`); the gate parses it, so a malformed one gets a 400, not a throw.
  */
-export function nodeRequestView(req: NodeRequest, url: string | undefined): RequestView {
+export function nodeRequestView(req: NodeRequest, res: NodeResponse, target: string | undefined): RequestView {
   return {
-    method: req.method ?? 'GET',
-    url: new URL(url ?? '/', 'http://localhost'),
+    method: typeof req.method === 'string' ? req.method : 'GET',
+    target: typeof target === 'string' ? target : '/',
     header: (name) => {
       const value = req.headers[name];
       return Array.isArray(value) ? value[0] : value;
     },
+    remoteAddress: req.socket?.remoteAddress,
+    gone: watchGone(res),
+  };
+}
+
+/**
+ * "The client has gone", the same way for HTTP/1.1, HTTPS and HTTP/2: the
+ * response's `close` (emitted by every Node response when its connection or
+ * stream ends first), with the transport's own state for a close that came
+ * before this was attached.
+ */
+export function watchGone(res: NodeResponse): () => boolean {
+  let gone = false;
+  const onClose = () => (gone = true);
+  res.once('close', onClose);
+  const stream = (res as Http2ServerResponse).stream as { destroyed?: boolean; closed?: boolean } | undefined;
+  return () => {
+    if (gone) return true;
+    if (stream) return stream.destroyed === true || stream.closed === true;
+    const socket = (res as ServerResponse).socket;
+    return (res as ServerResponse).destroyed === true || !socket || socket.destroyed;
   };
 }
 
 /**
  * A `(req, res)` handler over the gate and {@link openNodeStream}: what the
  * node:http and Express adapters are. `urlOf` gives the path and query the
- * request options are read from.
+ * request options are read from. Nothing it does throws out of the handler.
  */
 export function nodeHandler<M extends EventMapBase, Req extends NodeRequest>(
   hub: EventManager<M>,
@@ -41,26 +64,47 @@ export function nodeHandler<M extends EventMapBase, Req extends NodeRequest>(
 ): (req: Req, res: NodeResponse) => void {
   const gate = new SseGate<Req, M>(hub, options);
   const gzip = gzipSettings(options.compress);
+  const fail = (error: unknown, req: Req, res: NodeResponse) => {
+    gate.report(error, req);
+    answer(res, reject(500, 'the stream could not be opened'));
+  };
   return (req, res) => {
+    let view: RequestView;
+    try {
+      view = nodeRequestView(req, res, urlOf(req));
+    } catch (error) {
+      return fail(error, req, res);
+    }
     gate
-      .admit(req, nodeRequestView(req, urlOf(req)))
+      .admit(req, view)
       .then((outcome) => {
-        if (!outcome.ok) return sendRejection(res, outcome);
-        // The client may have left while authorize() was awaited.
-        if (res.destroyed || req.destroyed) return outcome.release();
+        if (isGone(outcome)) return;
+        if (!outcome.ok) return answer(res, outcome);
+        // The client may have left while the hooks were awaited.
+        if (view.gone()) return outcome.release();
         try {
-          openNodeStream(hub, req, res, outcome, gzip);
+          openNodeStream(hub, req, res, outcome, gzip, undefined, (error) => gate.report(error, req));
         } catch (error) {
           outcome.release();
-          throw error;
+          fail(error, req, res);
         }
       })
-      .catch((error: unknown) => {
-        gate.report(error, req);
-        if (!res.headersSent) sendRejection(res, reject(500, 'the stream could not be opened'));
-        else res.destroy();
-      });
+      .catch((error: unknown) => fail(error, req, res));
   };
+}
+
+/** Sends a rejection if the response can still take one, else tears it down; never throws. */
+export function answer(res: NodeResponse, rejection: Rejection): void {
+  try {
+    if (!res.headersSent && !res.writableEnded) return sendRejection(res, rejection);
+  } catch {
+    // Falls through to the teardown.
+  }
+  try {
+    res.destroy();
+  } catch {
+    // Nothing more can be done for this response.
+  }
 }
 
 /**
@@ -75,6 +119,7 @@ export function openNodeStream<M extends EventMapBase>(
   admission: Admission,
   gzip: Required<CompressOptions> | null,
   onClose?: (reason: CloseReason) => void,
+  onError?: (error: unknown) => void,
 ): SseConnection<M> {
   const http2 = req.httpVersionMajor >= 2;
   const compressed = gzip !== null && acceptsGzip(headerOf(req, 'accept-encoding'));
@@ -102,20 +147,27 @@ export function openNodeStream<M extends EventMapBase>(
     };
   }
 
+  // The listeners stay until the response closes: a clean end under backpressure
+  // (gzip still holding bytes) needs 'drain' to finish sending what was accepted.
   const connection = new SseConnection(hub, transport, {
     ...admission.connection,
     onClose: (reason) => {
-      res.off('close', onGone);
-      res.off('drain', onDrain);
-      res.off('error', ignore);
       admission.release();
       onClose?.(reason);
     },
+    onError,
   });
-  res.on('close', onGone);
+  const stream = http2 ? (res as Http2ServerResponse).stream : undefined;
+  res.once('close', () => {
+    res.off('drain', onDrain);
+    res.off('error', ignore);
+    stream?.off('error', ignore);
+    onGone();
+  });
   res.on('drain', onDrain);
   // Errors on a dying socket surface here; 'close' follows and cleans up.
   res.on('error', ignore);
+  stream?.on('error', ignore);
   connection.start();
   return connection;
 }
@@ -135,15 +187,32 @@ function nodeTransport(res: NodeResponse, http2: boolean): SseTransport & { writ
       return writable.writableLength ?? 0;
     },
     end: () => res.end(),
-    abort: () => {
-      if (http2) return (res as Http2ServerResponse).stream.close(0x8 /* CANCEL */);
-      // A reset, not a FIN: a slow consumer's socket still holds megabytes the kernel would keep
-      // trying to deliver (FIN_WAIT1) long after the cut-off. A reset frees them at once.
-      const socket = (res as ServerResponse).socket as (Socket & { resetAndDestroy?: () => void }) | null;
-      if (socket && typeof socket.resetAndDestroy === 'function' && !socket.destroyed) socket.resetAndDestroy();
-      else res.destroy();
-    },
+    abort: () => teardown(res, http2),
   };
+}
+
+/**
+ * Tears a response down at once, the way its transport allows. Plain TCP gets
+ * a reset, not a FIN: a slow consumer's socket still holds megabytes the
+ * kernel would keep trying to deliver (FIN_WAIT1) long after the cut-off.
+ * TLS cannot be reset from Node (`resetAndDestroy` throws on a TLS socket):
+ * it is destroyed. HTTP/2 resets only this stream, with CANCEL.
+ */
+function teardown(res: NodeResponse, http2: boolean): void {
+  if (http2) {
+    const stream = (res as Http2ServerResponse).stream;
+    if (!stream.destroyed) stream.close(0x8 /* NGHTTP2_CANCEL */);
+    return;
+  }
+  const socket = (res as ServerResponse).socket as (Socket & { resetAndDestroy?: () => void }) | null;
+  if (!socket || socket.destroyed) return void res.destroy();
+  if (socket instanceof TLSSocket || typeof socket.resetAndDestroy !== 'function') return void socket.destroy();
+  try {
+    socket.resetAndDestroy();
+  } catch {
+    // Not a TCP handle after all (a custom duplex, a pipe): a plain destroy.
+    socket.destroy();
+  }
 }
 
 /** Answers a rejected request with its JSON body. */

@@ -13,6 +13,9 @@ export async function start() {
   await app.register(ssecastFastify, {
     hub,
     path: '/events',
+    // The load client opens every connection from 127.0.0.1.
+    maxConnections: Infinity,
+    maxConnectionsPerClient: Infinity,
     streams: (request) => [request.query.stream],
   });
   await app.listen({ port: 0, host: '127.0.0.1', backlog: 4096 });

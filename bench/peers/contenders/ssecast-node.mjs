@@ -19,6 +19,9 @@ import { PATH, closeServer, listen, notFound, ssecastVersion, streamOf } from '.
 export async function start(options = {}) {
   const hub = new EventManager();
   const handlerOptions = {
+    // The load client opens every connection from 127.0.0.1.
+    maxConnections: Infinity,
+    maxConnectionsPerClient: Infinity,
     streams: (req) => [new URL(req.url, 'http://x').searchParams.get('stream')],
   };
   for (const key of ['maxUnsentBytes', 'maxConnectionsPerPrincipal', 'heartbeatMs']) {
