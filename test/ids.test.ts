@@ -18,6 +18,10 @@ describe('formatEventId and parseEventId', () => {
     expect(parseEventId(formatEventId(epoch, seq))).toEqual({ epoch, seq });
   });
 
+  it('parses seq 0, the position before the first event (a resync on an empty hub points there)', () => {
+    expect(parseEventId('ep1.0')).toEqual({ epoch: 'ep1', seq: 0 });
+  });
+
   it('parses the sequence as a number, not a string', () => {
     const cursor = parseEventId('ep1.42');
     expect(cursor?.seq).toBe(42);
@@ -28,7 +32,6 @@ describe('formatEventId and parseEventId', () => {
     ['the empty string', ''],
     ['a word with no dot', 'abc'],
     ['a bare number', '1'],
-    ['seq 0, which is never issued', 'x.0'],
     ['a seq with a leading zero', 'x.01'],
     ['an upper-case epoch', 'X.1'],
     ['a seq past 2^53', 'a.99999999999999999999'],

@@ -184,9 +184,6 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
         `maxUnsentBytes (${this.maxUnsentBytes}) must hold one event of the hub's maxEventBytes (${hub.options.maxEventBytes}) plus its id line: at least ${needed}`,
       );
     }
-    if (this.budget.max < this.maxUnsentBytes) {
-      throw new TypeError(`maxTotalUnsentBytes (${this.budget.max}) must not be less than maxUnsentBytes (${this.maxUnsentBytes})`);
-    }
   }
 
   /** Open connections of this handler. */

@@ -19,7 +19,8 @@ export interface EventCursor {
 export const MAX_EVENT_ID_LENGTH = 64;
 
 const EPOCH = /^[0-9a-z]{1,24}$/;
-const ID = /^([0-9a-z]{1,24})\.([1-9][0-9]{0,15})$/;
+// Seq 0 is the position before the first event: what a resync on an empty hub points at.
+const ID = /^([0-9a-z]{1,24})\.(0|[1-9][0-9]{0,15})$/;
 
 export function formatEventId(epoch: string, seq: number): string {
   return `${epoch}.${seq}`;
