@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { cleanupAfterEach, openStream, waitUntil } from './helpers.js';
@@ -29,6 +30,21 @@ describe('the quick start (npm run example:quickstart)', () => {
     const noStream = await fetch(`${base}/publish`, { method: 'POST', body: '{}' });
     expect(noStream.status).toBe(400);
     expect(((await noStream.json()) as { message: string }).message).toMatch(/stream must be/);
+    const tooBig = await fetch(`${base}/publish?stream=demo`, { method: 'POST', body: `"${'x'.repeat(70 * 1024)}"` });
+    expect(tooBig.status).toBe(400);
+
+    // A request target that new URL() cannot parse: answered, and the server keeps serving.
+    const raw = await new Promise<string>((resolve) => {
+      const socket = net.connect(Number(new URL(base).port), '127.0.0.1');
+      let answer = '';
+      socket.on('data', (chunk) => (answer += chunk.toString('latin1')));
+      socket.on('error', () => resolve(answer));
+      socket.on('close', () => resolve(answer));
+      socket.end('GET http://[/ HTTP/1.1\r\nHost: x\r\n\r\n');
+    });
+    expect(raw).toMatch(/^HTTP\/1\.1 404 /);
+    expect(child.exitCode).toBeNull();
+    expect((await fetch(`${base}/nothing`)).status).toBe(404);
     expect(stream.events).toHaveLength(1);
   });
 });

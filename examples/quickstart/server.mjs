@@ -6,29 +6,31 @@ import { createSseHandler } from 'ssecast/node';
 const hub = new EventManager();
 const sse = createSseHandler(hub); // follows every ?stream= value of the request
 
-const server = http.createServer(async (req, res) => {
-  const url = new URL(req.url ?? '/', 'http://localhost');
-
-  if (url.pathname === '/events') return sse(req, res); // GET /events?stream=NAME
-
-  if (url.pathname === '/publish' && req.method === 'POST') { // POST /publish?stream=NAME
-    let text = '';
-    for await (const chunk of req) text += chunk;
-    try {
-      const body = JSON.parse(text);
-      const event = await hub.publish(url.searchParams.get('stream'), 'message', body);
-      res.writeHead(202, { 'content-type': 'application/json' }).end(JSON.stringify({ id: event.id }));
-    } catch (error) {
-      // A bad stream name, a bad body or a bad type is a TypeError or SyntaxError (400).
-      const status = error instanceof TypeError || error instanceof SyntaxError ? 400 : 500;
-      res.writeHead(status, { 'content-type': 'application/json' })
-        .end(JSON.stringify({ error: status === 400 ? 'bad_request' : 'internal_error', message: error.message }));
-    }
-    return;
-  }
-
+// Nothing here throws out of the listener: the target is split, not parsed (a request line such
+// as `GET http://[/` makes `new URL` throw), and every failure of publish() gets an answer.
+const server = http.createServer((req, res) => {
+  const [path, query = ''] = (req.url ?? '/').split('?', 2);
+  if (path === '/events') return sse(req, res); // GET /events?stream=NAME
+  if (path === '/publish' && req.method === 'POST') return publish(req, res, new URLSearchParams(query)); // POST /publish?stream=NAME
   res.writeHead(404).end();
 });
+
+async function publish(req, res, query) {
+  let status = 202;
+  let answer;
+  try {
+    let text = '';
+    for await (const chunk of req) if ((text += chunk).length > 64 * 1024) throw new RangeError('body over 64 KiB');
+    const event = await hub.publish(query.get('stream'), 'message', JSON.parse(text));
+    answer = { id: event.id };
+  } catch (error) {
+    // A bad stream name, body or size is a TypeError, SyntaxError or RangeError (400); the rest is ours (500).
+    const bad = error instanceof TypeError || error instanceof SyntaxError || error instanceof RangeError;
+    status = bad ? 400 : 500;
+    answer = { error: bad ? 'bad_request' : 'internal_error', message: bad ? error.message : 'could not publish' };
+  }
+  if (!res.headersSent && !res.destroyed) res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(answer));
+}
 
 const port = Number(process.env.PORT ?? 8000);
 const host = process.env.HOST ?? '127.0.0.1';
