@@ -21,7 +21,4 @@ export default defineConfig({
   // esbuild's own tree shaking: tsup's extra Rollup pass (treeshake: true) saved 120 bytes in
   // all, and wrote every file's sourceMappingURL comment twice.
   treeshake: false,
-  // The client's parser is bundled into its entry, so the package keeps no runtime dependency
-  // and the browser gets one self-contained module.
-  noExternal: ['eventsource-parser'],
 });

@@ -89,6 +89,9 @@ describe('bad options', () => {
     [{ maxEventBytes: Number.NaN }, 'maxEventBytes must be a non-negative finite number, got NaN'],
     [{ maxQueue: -1 }, 'maxQueue must be a non-negative finite number, got -1'],
     [{ parse: 'xml' as never }, "parse must be 'auto', 'json', 'text' or a function, got xml"],
+    [{ backoff: { resetAfterMs: -1 } }, 'backoff.resetAfterMs must be a non-negative finite number, got -1'],
+    [{ lastEventId: 'a\nb' }, 'lastEventId must not contain NUL, CR or LF'],
+    [{ onUnauthorized: true as never }, 'onUnauthorized must be a function'],
   ])('%o is a TypeError that names the option, before any request', (options, message) => {
     const { fetch, calls } = fakeFetch([refuse]);
     expect(() => createClient('http://127.0.0.1:9/', { ...options, fetch })).toThrow(new TypeError(message));
@@ -132,7 +135,7 @@ describe('reconnect timing (fake timers)', () => {
     expect(gaps().slice(0, 4)).toEqual([0, 0, 1980, 1200]);
   });
 
-  it('starts again from initialMs once a connection has opened', async () => {
+  it('starts again from initialMs once a connection has delivered an event', async () => {
     vi.useFakeTimers({ now: 0 });
     vi.spyOn(Math, 'random').mockReturnValue(0.5);
     const { fetch, calls, gaps } = fakeFetch([refuse, refuse, refuse, stream('id: 1\ndata: {"n":1}\n\n'), refuse, refuse]);
@@ -197,5 +200,91 @@ describe('reconnect timing (fake timers)', () => {
     expect(errors.map((error) => [error.code, error.willRetry])).toEqual([['ERR_STALE', true]]);
     expect(calls).toHaveLength(2);
     expect(new Headers(calls[1]?.init?.headers).get('last-event-id')).toBe('e1');
+  });
+
+  it('keeps backing off across connections that open and end before proving healthy (no event, no id)', async () => {
+    vi.useFakeTimers({ now: 0 });
+    vi.spyOn(Math, 'random').mockReturnValue(0.5);
+    // What a server in trouble does: 200, the retry: preamble and a comment, then the end.
+    const { fetch, gaps } = fakeFetch([stream('retry: 10\n\n: hi\n\n')]);
+    const { statuses } = start('http://example.test/events', { fetch, backoff: { initialMs: 100, maxMs: 1000, factor: 2 } });
+    await vi.advanceTimersByTimeAsync(3_000);
+    expect(gaps().slice(0, 7)).toEqual([0, 50, 100, 200, 400, 500, 500]);
+    expect(statuses.slice(0, 4)).toEqual(['open', 'reconnecting', 'open', 'reconnecting']);
+  });
+
+  it('does not start over after a connection the watchdog aborted for silence', async () => {
+    vi.useFakeTimers({ now: 0 });
+    vi.spyOn(Math, 'random').mockReturnValue(0.5);
+    // A buffering proxy: 200 and headers, then nothing.
+    const { fetch, gaps } = fakeFetch([stream('', { end: false })]);
+    const { errors } = start('http://example.test/events', { fetch, heartbeatTimeoutMs: 1000, backoff: { initialMs: 100, maxMs: 1000 } });
+    await vi.advanceTimersByTimeAsync(6_000);
+    expect(gaps().slice(0, 5)).toEqual([0, 1050, 1100, 1200, 1400]);
+    expect(errors.every((error) => error.code === 'ERR_STALE')).toBe(true);
+  });
+
+  it('starts over after a quiet connection that kept receiving heartbeats for resetAfterMs', async () => {
+    vi.useFakeTimers({ now: 0 });
+    vi.spyOn(Math, 'random').mockReturnValue(0.5);
+    const beats = (count: number): Answer => () => {
+      let sent = 0;
+      let timer: ReturnType<typeof setInterval>;
+      const body = new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(new TextEncoder().encode('retry: 10\n\n'));
+          timer = setInterval(() => {
+            controller.enqueue(new TextEncoder().encode(':heartbeat\n\n'));
+            if (++sent === count) {
+              clearInterval(timer);
+              controller.close();
+            }
+          }, 1000);
+        },
+        cancel: () => clearInterval(timer),
+      });
+      return new Response(body, { status: 200, headers: { 'content-type': 'text/event-stream' } });
+    };
+    const { fetch, gaps } = fakeFetch([refuse, refuse, refuse, beats(3), refuse, beats(5), refuse]);
+    start('http://example.test/events', { fetch, backoff: { initialMs: 100, maxMs: 100_000, resetAfterMs: 5000 } });
+    await vi.advanceTimersByTimeAsync(12_000);
+    // 3 s of heartbeats is under resetAfterMs: the backoff goes on (400 after 200, then 800);
+    // 5 s of them is enough: it starts over at 50.
+    expect(gaps().slice(0, 8)).toEqual([0, 50, 100, 200, 3000 + 400, 800, 5000 + 50, 100]);
+  });
+
+  it('caps a huge retry: at 10 * maxMs instead of overflowing the timer into a tight loop', async () => {
+    vi.useFakeTimers({ now: 0 });
+    vi.spyOn(Math, 'random').mockReturnValue(0.5);
+    const { fetch, gaps } = fakeFetch([stream('retry: 99999999999999999999\n\n'), refuse]);
+    start('http://example.test/events', { fetch, backoff: { initialMs: 100, maxMs: 1000 } });
+    await vi.advanceTimersByTimeAsync(25_000);
+    expect(gaps().slice(0, 3)).toEqual([0, 10_000, 10_000]);
+  });
+
+  it('reads a Retry-After that is an HTTP date', async () => {
+    vi.useFakeTimers({ now: Date.parse('2030-01-01T00:00:00Z') });
+    vi.spyOn(Math, 'random').mockReturnValue(0.5);
+    const unavailable: Answer = () => new Response(null, { status: 503, headers: { 'retry-after': 'Tue, 01 Jan 2030 00:00:03 GMT' } });
+    const { fetch, gaps } = fakeFetch([unavailable, stream('data: hi\n\n', { end: false })]);
+    const { client } = start('http://example.test/events', { fetch, backoff: { initialMs: 100 } });
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(gaps()[1]).toBe(3000);
+    expect(client.status).toBe('open');
+  });
+
+  it('retries a 401 once, at once, with fresh headers when onUnauthorized says so; a second 401 closes it', async () => {
+    vi.useFakeTimers({ now: 0 });
+    const unauthorized: Answer = () => new Response('{"error":"unauthorized","message":"token expired"}', { status: 401, headers: { 'content-type': 'application/json' } });
+    const { fetch, calls } = fakeFetch([unauthorized]);
+    let n = 0;
+    const { client, errors } = start('http://example.test/events', { fetch, headers: () => ({ authorization: `Bearer t${++n}` }), onUnauthorized: () => true });
+    await vi.advanceTimersByTimeAsync(10);
+    expect(client.status).toBe('closed');
+    expect(calls.map((call) => new Headers(call.init?.headers).get('authorization'))).toEqual(['Bearer t1', 'Bearer t2']);
+    expect(errors.map((error) => [error.code, error.status, error.willRetry, error.serverMessage])).toEqual([
+      ['ERR_HTTP_STATUS', 401, true, 'token expired'],
+      ['ERR_HTTP_STATUS', 401, false, 'token expired'],
+    ]);
   });
 });

@@ -236,14 +236,18 @@ describe.each(ADAPTERS.map((adapter) => ({ name: adapter.name, adapter })))('$na
     await oldServer.close();
     await waitUntil(() => resyncs.length === 1 && hub.stats().connections === 1, 5000, 'the resync');
     const lastOld = before[2] as string;
-    expect(resyncs[0]).toEqual({ type: 'resync', data: { reason: 'foreign', lastEventId: lastOld }, id: undefined });
+    // The resync's id moves the client to the new hub's position, or (empty) forgets the old one.
+    const resyncId = resyncs[0]?.id;
+    expect(resyncs[0]).toEqual({ type: 'resync', data: { reason: 'foreign', lastEventId: lastOld }, id: resyncId });
+    expect(client.lastEventId).toBe(resyncId);
 
     const after = [(await hub.publish('a', 'tick', { n: 100 })).id, (await hub.publish('a', 'tick', { n: 101 })).id];
     await waitUntil(() => iterated.events.length === 6, 5000, 'the new events');
     expect(after[0]?.split('.')[0]).not.toBe(lastOld.split('.')[0]);
+    if (resyncId !== undefined) expect(resyncId.split('.')[0]).toBe(after[0]?.split('.')[0]);
     expect(iterated.events).toEqual([
       ...[0, 1, 2].map((n) => ({ type: 'tick', data: { n }, id: before[n] })),
-      { type: 'resync', data: { reason: 'foreign', lastEventId: lastOld }, id: undefined },
+      { type: 'resync', data: { reason: 'foreign', lastEventId: lastOld }, id: resyncId },
       { type: 'tick', data: { n: 100 }, id: after[0] },
       { type: 'tick', data: { n: 101 }, id: after[1] },
     ]);

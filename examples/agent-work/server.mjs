@@ -23,7 +23,7 @@ import { AGENT_ID, DEFAULT_COMMAND, TaskError, TaskRunner } from './tasks.mjs';
 const MAX_COMMAND_LENGTH = 4096;
 const PUBLIC_DIR = fileURLToPath(new URL('./public/', import.meta.url));
 // The page's SSE client, resolved as an app resolves it: the `import` condition
-// of ssecast/client is the ES module build, eventsource-parser bundled in.
+// of ssecast/client is the ES module build, self-contained.
 const CLIENT_MODULE = fileURLToPath(import.meta.resolve('ssecast/client'));
 
 /**

@@ -1,7 +1,7 @@
-import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import type { EventMapBase, ResyncData } from '../core/types.js';
 import { backoffDelay, checkBackoff, type Backoff, type BackoffOptions } from './backoff.js';
 import { SseClientError } from './errors.js';
+import { EventStreamParser, type ParsedEvent } from './parser.js';
 
 /** `connecting` (first attempt), `open`, `reconnecting` (waiting or trying again), `closed` (for good). */
 export type ClientStatus = 'connecting' | 'open' | 'reconnecting' | 'closed';
@@ -10,7 +10,10 @@ export type ClientStatus = 'connecting' | 'open' | 'reconnecting' | 'closed';
 export interface ClientEvent<T = unknown, K extends string = string> {
   type: K;
   data: T;
-  /** The event's id; `undefined` for events without one (a `resync` notice). */
+  /**
+   * The event's own `id:`; `undefined` when it has none or an empty one (a
+   * `resync` with an empty id, which also resets `client.lastEventId`).
+   */
   id: string | undefined;
 }
 
@@ -22,21 +25,52 @@ export type ClientEventOf<M extends EventMapBase> = { [K in keyof M & string]: C
 
 export type HeadersSource = HeadersInit | (() => HeadersInit | Promise<HeadersInit>);
 
+/** What `onUnauthorized` is told about a 401. */
+export interface UnauthorizedResponse {
+  status: number;
+  /** As on `SseClientError`: ssecast's message (such as "token expired"), or a neutral `HTTP 401 Unauthorized`. */
+  serverMessage: string | undefined;
+  /** The response headers, such as `WWW-Authenticate`. */
+  headers: Headers;
+}
+
 export interface ClientOptions {
   /**
    * Request headers, such as `Authorization`. A function is called before
-   * every connection attempt, so a reconnect can carry a refreshed token.
+   * every connection attempt, so a reconnect can carry a refreshed token
+   * (and a 401 can be retried with one: `onUnauthorized`).
    */
   headers?: HeadersSource | undefined;
+  /**
+   * Called on a 401: refresh the credentials that `headers` (or a cookie)
+   * carries, and return `true` to try once more, at once, with `headers`
+   * computed again; `false` (or a throw) closes the client with the 401.
+   * `() => true` suits a `headers` function that refreshes by itself. A
+   * second 401 before a connection proves healthy (see
+   * `backoff.resetAfterMs`) closes the client without asking, so a token the
+   * server keeps refusing cannot loop. A 403 is always final: the server
+   * knows who you are and refuses.
+   * @defaultValue none: a 401 closes the client
+   */
+  onUnauthorized?: ((response: UnauthorizedResponse) => boolean | Promise<boolean>) | undefined;
   /** Send cookies cross-origin (`credentials: 'include'`), as EventSource's `withCredentials`. @defaultValue false */
   withCredentials?: boolean | undefined;
   /** Closes the client when it aborts. */
   signal?: AbortSignal | undefined;
   /** The fetch to use (a polyfill, an instrumented one, a test double). @defaultValue globalThis.fetch */
   fetch?: typeof fetch | undefined;
-  /** Resume after this id on the first connection. */
+  /**
+   * Resume after this id on the first connection (sent as `Last-Event-ID`).
+   * A `lastEventId` query parameter in `url` works too for ssecast servers;
+   * the client drops it from later requests once the stream has set or reset
+   * the id, so a reset is not undone by the URL.
+   */
   lastEventId?: string | undefined;
-  /** Reconnect delays: exponential with full jitter, never under the server's `retry:`. */
+  /**
+   * Reconnect delays: exponential with full jitter, never under the server's
+   * `retry:` or `Retry-After` (each capped at 10 × `maxMs`), starting over
+   * once a connection proves healthy.
+   */
   backoff?: BackoffOptions | undefined;
   /**
    * No byte for this long means the connection is stale (a silent proxy, a
@@ -60,6 +94,14 @@ export interface ClientOptions {
 
 type Listener = (event: ClientEvent) => void;
 
+/** Why a connection ended: `retry` says whether to try again, `now` skips the backoff (a 401 with fresh credentials). */
+interface Outcome {
+  error?: SseClientError;
+  retry?: boolean;
+  retryAfterMs?: number;
+  now?: boolean;
+}
+
 interface IteratorState {
   queue: ClientEvent[];
   wake: (() => void) | undefined;
@@ -69,7 +111,12 @@ interface IteratorState {
 
 // Retried: the server or the path may come back. Everything else is final: asking again will not help.
 const RETRIED_STATUSES = new Set([408, 425, 429, 500, 502, 503, 504]);
-const MAX_ERROR_BODY = 4096;
+/** The most of a refusal's body read: ssecast's JSON is far smaller; a text message worth showing, too. */
+const MAX_JSON_BODY = 4096;
+const MAX_TEXT_BODY = 1024;
+const MAX_TEXT_MESSAGE = 200;
+/** setTimeout fires at once for a longer delay. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 const DEFAULTS = { heartbeatTimeoutMs: 60_000, maxEventBytes: 4 * 1024 * 1024, maxQueue: 1000 };
 
 /**
@@ -92,9 +139,16 @@ export class SseClient<M extends EventMapBase = EventMapBase> implements AsyncIt
   private currentStatus: ClientStatus = 'connecting';
   private fatal: SseClientError | undefined;
   private last: string | undefined;
+  /** The stream has set or reset the id: from now on it, not the URL's `lastEventId` query, says where to resume. */
+  private idFromStream = false;
   /** The server's `retry:`, the floor of every reconnect delay. */
   private retryFloorMs = 0;
+  /** The longest a server's `retry:` or `Retry-After` may make the client wait. */
+  private readonly maxServerDelayMs: number;
+  /** Failed attempts since the last healthy connection. */
   private attempt = 0;
+  /** A 401 was retried with fresh credentials; a second one before a healthy connection is final. */
+  private authRetried = false;
   private connection: AbortController | undefined;
   private lastByteAt = 0;
   private stale = false;
@@ -110,11 +164,14 @@ export class SseClient<M extends EventMapBase = EventMapBase> implements AsyncIt
     // Called unbound: a browser's fetch throws "Illegal invocation" when `this` is not the window.
     this.fetchImpl = (input, init) => fetchImpl.call(globalThis, input, init);
     this.backoff = checkBackoff(options.backoff);
+    this.maxServerDelayMs = Math.min(10 * this.backoff.maxMs, MAX_TIMER_MS);
     this.heartbeatTimeoutMs = nonNegative(options.heartbeatTimeoutMs ?? DEFAULTS.heartbeatTimeoutMs, 'heartbeatTimeoutMs');
     this.maxEventBytes = nonNegative(options.maxEventBytes ?? DEFAULTS.maxEventBytes, 'maxEventBytes');
     this.maxQueue = nonNegative(options.maxQueue ?? DEFAULTS.maxQueue, 'maxQueue');
     const parse = options.parse ?? 'auto';
     if (typeof parse !== 'function' && !['auto', 'json', 'text'].includes(parse)) throw new TypeError(`parse must be 'auto', 'json', 'text' or a function, got ${String(parse)}`);
+    if (options.onUnauthorized !== undefined && typeof options.onUnauthorized !== 'function') throw new TypeError('onUnauthorized must be a function');
+    if (/[\0\r\n]/.test(options.lastEventId ?? '')) throw new TypeError('lastEventId must not contain NUL, CR or LF');
     this.last = options.lastEventId || undefined;
     if (options.signal?.aborted) {
       this.currentStatus = 'closed';
@@ -216,6 +273,7 @@ export class SseClient<M extends EventMapBase = EventMapBase> implements AsyncIt
       if (outcome.error && !outcome.retry) return this.finish(outcome.error);
       if (outcome.error) this.report(outcome.error);
       this.setStatus('reconnecting');
+      if (outcome.now) continue;
       const delay = Math.max(backoffDelay(this.attempt, this.backoff, this.retryFloorMs), outcome.retryAfterMs ?? 0);
       this.attempt++;
       await this.sleep(delay);
@@ -223,7 +281,7 @@ export class SseClient<M extends EventMapBase = EventMapBase> implements AsyncIt
   }
 
   /** One connection, from request to end. Resolves with why it ended; never rejects. */
-  private async connectOnce(): Promise<{ error?: SseClientError; retry?: boolean; retryAfterMs?: number }> {
+  private async connectOnce(): Promise<Outcome> {
     const controller = (this.connection = new AbortController());
     this.stale = false;
     this.touch();
@@ -231,12 +289,14 @@ export class SseClient<M extends EventMapBase = EventMapBase> implements AsyncIt
     try {
       const headers = new Headers(typeof this.options.headers === 'function' ? await this.options.headers() : this.options.headers);
       headers.set('accept', 'text/event-stream');
-      if (this.last) headers.set('last-event-id', this.last);
+      if (this.last) headers.set('last-event-id', headerValue(this.last));
       else headers.delete('last-event-id');
-      const response = await this.fetchImpl(this.url, {
+      const response = await this.fetchImpl(this.idFromStream ? withoutQueryParameter(this.url, 'lastEventId') : this.url, {
         method: 'GET',
         headers,
         credentials: this.options.withCredentials ? 'include' : 'same-origin',
+        // A cached answer is an old stream: an HTTP cache or a service worker must not serve it.
+        cache: 'no-store',
         signal: controller.signal,
       });
       if (this.isClosed()) {
@@ -258,7 +318,7 @@ export class SseClient<M extends EventMapBase = EventMapBase> implements AsyncIt
         return { retry: false, error: new SseClientError('ERR_CONTENT_TYPE', `expected text/event-stream, got ${type || 'no content type'}`, { status: 200 }) };
       }
       if (!response.body) return { retry: true, error: new SseClientError('ERR_NETWORK', 'the response has no body') };
-      this.attempt = 0;
+      // Open is not yet healthy: the backoff starts over only once the stream proves it (read()).
       this.setStatus('open');
       return await this.read(response.body);
     } catch (error) {
@@ -273,27 +333,33 @@ export class SseClient<M extends EventMapBase = EventMapBase> implements AsyncIt
     }
   }
 
-  /** Reads the stream until it ends; events go to listeners and iterators as they are parsed. */
-  private async read(body: ReadableStream<Uint8Array>): Promise<{ error?: SseClientError; retry?: boolean }> {
+  /**
+   * Reads the stream until it ends; events go to listeners and iterators as
+   * they are parsed. An event, an `id:`, or bytes for `resetAfterMs` make the
+   * connection healthy; `retry:` and comments alone do not, as ssecast sends
+   * them even when it is about to fail.
+   */
+  private async read(body: ReadableStream<Uint8Array>): Promise<Outcome> {
+    const tooLarge = () => new SseClientError('ERR_EVENT_TOO_LARGE', `an event exceeded maxEventBytes (${this.maxEventBytes})`);
     let failure: SseClientError | undefined;
-    const parser = createParser({
-      maxBufferSize: this.maxEventBytes,
-      onEvent: (message) => {
-        if (failure) return;
-        // The parser's limit only covers what it buffers across chunks: an event that arrives whole is checked here.
-        if (message.data.length > this.maxEventBytes) {
-          failure = new SseClientError('ERR_EVENT_TOO_LARGE', `an event exceeded maxEventBytes (${this.maxEventBytes})`);
+    const openedAt = Date.now();
+    const parser = new EventStreamParser({
+      onEvent: (event) => {
+        if (failure || this.isClosed()) return;
+        if (event.data.length > this.maxEventBytes) {
+          failure = tooLarge();
           return;
         }
-        this.dispatch(message);
+        this.healthy();
+        this.dispatch(event);
       },
-      onRetry: (ms) => (this.retryFloorMs = ms),
-      onError: (error) => {
-        // Unknown fields and bad retry values are ignored, as the spec says; only an oversized event is fatal.
-        if (error.type === 'max-buffer-size-exceeded') {
-          failure ??= new SseClientError('ERR_EVENT_TOO_LARGE', `an event exceeded maxEventBytes (${this.maxEventBytes})`);
-        }
+      onId: (id) => {
+        if (failure || this.isClosed()) return;
+        this.last = id || undefined;
+        this.idFromStream = true;
+        this.healthy();
       },
+      onRetry: (ms) => (this.retryFloorMs = Math.min(ms, this.maxServerDelayMs)),
     });
     const reader = body.getReader();
     const decoder = new TextDecoder();
@@ -302,7 +368,9 @@ export class SseClient<M extends EventMapBase = EventMapBase> implements AsyncIt
         const { done, value } = await reader.read();
         if (done) break;
         this.touch();
+        if (this.lastByteAt - openedAt >= this.backoff.resetAfterMs) this.healthy();
         parser.feed(decoder.decode(value, { stream: true }));
+        if (!failure && parser.buffered > this.maxEventBytes) failure = tooLarge();
         if (failure || this.isClosed()) break;
       }
     } finally {
@@ -313,22 +381,42 @@ export class SseClient<M extends EventMapBase = EventMapBase> implements AsyncIt
     return { retry: true };
   }
 
-  /** A non-200 answer: retried for 5xx, 408, 425 and 429 (after `Retry-After`), final otherwise. */
-  private async refused(response: Response): Promise<{ error: SseClientError; retry: boolean; retryAfterMs?: number }> {
-    const message = await errorMessage(response);
-    const retry = RETRIED_STATUSES.has(response.status);
-    const error = new SseClientError('ERR_HTTP_STATUS', `the server answered ${response.status}${message ? `: ${message}` : ''}`, {
-      status: response.status,
-      serverMessage: message,
-      willRetry: retry,
-    });
-    const retryAfter = Number(response.headers.get('retry-after'));
-    return { error, retry, ...(retry && retryAfter > 0 ? { retryAfterMs: Math.min(retryAfter * 1000, 10 * this.backoff.maxMs) } : {}) };
+  /**
+   * A non-200 answer: retried for 5xx, 408, 425 and 429 (after `Retry-After`),
+   * a 401 once with fresh credentials (`onUnauthorized`), final otherwise.
+   */
+  private async refused(response: Response): Promise<Outcome> {
+    const { status, statusText, headers } = response;
+    const trusted = await refusalMessage(response);
+    const serverMessage = trusted ?? `HTTP ${status} ${statusText}`.trim();
+    const retry = RETRIED_STATUSES.has(status) || (status === 401 && (await this.retryUnauthorized({ status, serverMessage, headers })));
+    const message = trusted ? `the server answered ${status}: ${trusted}` : `the server answered ${status} ${statusText}`.trim();
+    const error = new SseClientError('ERR_HTTP_STATUS', message, { status, serverMessage, willRetry: retry });
+    if (status === 401) return { error, retry, now: retry };
+    return { error, retry, retryAfterMs: Math.min(retryAfterMs(headers.get('retry-after')), this.maxServerDelayMs) };
   }
 
-  private dispatch(message: EventSourceMessage): void {
-    if (message.id !== undefined) this.last = message.id || undefined;
-    const type = message.event || 'message';
+  private async retryUnauthorized(response: UnauthorizedResponse): Promise<boolean> {
+    const { onUnauthorized } = this.options;
+    if (this.authRetried || !onUnauthorized) return false;
+    let retry = false;
+    try {
+      retry = (await onUnauthorized(response)) === true;
+    } catch (error) {
+      this.report(new SseClientError('ERR_LISTENER', `onUnauthorized threw: ${(error as Error)?.message ?? String(error)}`, { cause: error }));
+    }
+    this.authRetried = retry;
+    return retry && !this.isClosed();
+  }
+
+  /** The connection proved it works: the next failure starts the backoff (and the 401 refresh) over. */
+  private healthy(): void {
+    this.attempt = 0;
+    this.authRetried = false;
+  }
+
+  private dispatch(message: ParsedEvent): void {
+    const { type, id } = message;
     let data: unknown;
     try {
       data = type === 'resync' ? JSON.parse(message.data) : this.parse(message.data, type);
@@ -336,10 +424,12 @@ export class SseClient<M extends EventMapBase = EventMapBase> implements AsyncIt
       this.report(new SseClientError('ERR_PARSE', `the data of a ${type} event could not be parsed: ${(error as Error)?.message ?? String(error)}`, { cause: error }));
       return;
     }
-    const event: ClientEvent = { type, data, id: message.id || undefined };
+    const event: ClientEvent = { type, data, id: id || undefined };
     const listeners = this.listeners.get(type);
     if (listeners) {
       for (const listener of [...listeners]) {
+        // A listener may close the client: nothing is delivered after close().
+        if (this.isClosed()) return;
         try {
           listener(event);
         } catch (error) {
@@ -397,10 +487,13 @@ export class SseClient<M extends EventMapBase = EventMapBase> implements AsyncIt
 
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.wait = undefined;
-        resolve();
-      }, ms);
+      const timer = setTimeout(
+        () => {
+          this.wait = undefined;
+          resolve();
+        },
+        Math.min(ms, MAX_TIMER_MS),
+      );
       this.wait = { timer, resolve };
     });
   }
@@ -456,16 +549,44 @@ export class SseClient<M extends EventMapBase = EventMapBase> implements AsyncIt
   }
 }
 
-/** The server's message from a refusal: ssecast answers `{"error","message"}`; other servers, text. Reads at most 4 KiB. */
-async function errorMessage(response: Response): Promise<string | undefined> {
-  if (!response.body) return undefined;
-  const reader = response.body.getReader();
+/**
+ * The message of a refusal worth showing to a user: ssecast's JSON
+ * (`{"error","message"}`), or a short line of text/plain. Anything else (a
+ * proxy's HTML error page, a stack trace) is not read at all; what is read
+ * stops at a bound, and the rest of the body is cancelled.
+ */
+async function refusalMessage(response: Response): Promise<string | undefined> {
+  const type = response.headers.get('content-type')?.toLowerCase() ?? '';
+  const json = /^application\/(?:[\w.-]+\+)?json\b/.test(type);
+  const text = /^text\/plain\b/.test(type);
+  if (!response.body || (!json && !text)) {
+    await response.body?.cancel().catch(() => {});
+    return undefined;
+  }
+  const body = (await readAtMost(response.body, json ? MAX_JSON_BODY : MAX_TEXT_BODY)).trim();
+  if (json) {
+    try {
+      const message = (JSON.parse(body) as { message?: unknown } | null)?.message;
+      return typeof message === 'string' && message.trim() ? message.trim() : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+  const line = body.replace(/\s+/g, ' ');
+  return line && line.length <= MAX_TEXT_MESSAGE && !line.startsWith('<') ? line : undefined;
+}
+
+/** Up to `max` bytes of a body (one chunk more at worst: a reader cannot ask for less), then cancels it. */
+async function readAtMost(body: ReadableStream<Uint8Array>, max: number): Promise<string> {
+  const reader = body.getReader();
   const decoder = new TextDecoder();
   let text = '';
+  let bytes = 0;
   try {
-    while (text.length < MAX_ERROR_BODY) {
+    while (bytes < max) {
       const { done, value } = await reader.read();
       if (done) break;
+      bytes += value.byteLength;
       text += decoder.decode(value, { stream: true });
     }
   } catch {
@@ -473,15 +594,35 @@ async function errorMessage(response: Response): Promise<string | undefined> {
   } finally {
     reader.cancel().catch(() => {});
   }
-  text = text.slice(0, MAX_ERROR_BODY).trim();
-  if (!text) return undefined;
-  try {
-    const body = JSON.parse(text) as { message?: unknown };
-    if (typeof body?.message === 'string') return body.message;
-  } catch {
-    // not JSON: the text itself
-  }
   return text;
+}
+
+/** `Retry-After` in ms: delay-seconds or an HTTP date; 0 when absent or unreadable. */
+function retryAfterMs(value: string | null): number {
+  if (!value) return 0;
+  const ms = /^\s*\d+\s*$/.test(value) ? Number(value) * 1000 : Date.parse(value) - Date.now();
+  return ms > 0 ? ms : 0;
+}
+
+/**
+ * EventSource sends the id UTF-8 encoded; fetch takes a header value as a
+ * string of ISO-8859-1 characters, one per byte, and throws on anything
+ * beyond: so an id such as `é✓` goes as its UTF-8 bytes.
+ */
+function headerValue(id: string): string {
+  if (/^[\x20-\x7e]*$/.test(id)) return id;
+  let value = '';
+  for (const byte of new TextEncoder().encode(id)) value += String.fromCharCode(byte);
+  return value;
+}
+
+/** `url` without the query parameter `name`; the rest of the URL (relative or not) as it was. */
+function withoutQueryParameter(url: string, name: string): string {
+  const match = /^([^?#]*)\?([^#]*)(.*)$/s.exec(url);
+  if (!match) return url;
+  const [, path, query, hash] = match as unknown as [string, string, string, string];
+  const kept = query.split('&').filter((pair) => !new URLSearchParams(pair).has(name));
+  return `${path}${kept.length ? `?${kept.join('&')}` : ''}${hash}`;
 }
 
 function nonNegative(value: number, name: string): number {

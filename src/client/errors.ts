@@ -1,6 +1,6 @@
 /** Codes of {@link SseClientError}. */
 export type SseClientErrorCode =
-  /** The server answered with a status other than 200 (`status`, `serverMessage`); retried for 5xx, 408, 425, 429. */
+  /** The server answered with a status other than 200 (`status`, `serverMessage`); retried for 5xx, 408, 425, 429, and a 401 once if `onUnauthorized` asks. */
   | 'ERR_HTTP_STATUS'
   /** The request failed or the stream broke (retried). */
   | 'ERR_NETWORK'
@@ -12,7 +12,7 @@ export type SseClientErrorCode =
   | 'ERR_EVENT_TOO_LARGE'
   /** An event's data could not be parsed as asked (`parse`); the event was skipped. */
   | 'ERR_PARSE'
-  /** An event or status listener threw; the stream goes on. */
+  /** An event or status listener, or `onUnauthorized`, threw; the stream goes on. */
   | 'ERR_LISTENER'
   /** An async iterator fell `maxQueue` events behind and was ended. */
   | 'ERR_SLOW_CONSUMER';
@@ -29,7 +29,12 @@ export class SseClientError extends Error {
   readonly code: SseClientErrorCode;
   /** The HTTP status, for `ERR_HTTP_STATUS` (and `ERR_CONTENT_TYPE`). */
   readonly status: number | undefined;
-  /** The `message` of the server's JSON error body (ssecast's refusals carry one), or its text. */
+  /**
+   * What to show a user about a refusal: the `message` of a JSON error body
+   * (ssecast's refusals carry one) or a short text/plain line; otherwise
+   * (a proxy's HTML page, a long or missing body) `HTTP 502 Bad Gateway`:
+   * the status and its reason phrase, never the body.
+   */
   readonly serverMessage: string | undefined;
   /** True when the client will try again by itself. */
   readonly willRetry: boolean;
