@@ -1,11 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { EventSource } from 'eventsource';
 import { Redis } from 'ioredis';
 import { EventManager, SsecastError, type Subscription } from '../src/index.js';
 import { RedisBackend } from '../src/backends/redis.js';
+import { ISO_TIME } from '../src/backends/redis/lua.js';
 import { createSseHandler } from '../src/adapters/node.js';
 import { cleanupAfterEach, openStream, sleep, startServer, waitUntil, type TestServer } from './helpers.js';
 import { hasRedisServerBinary, REDIS_URL, redisBackend, sharedClient, startOwnedRedis, uniquePrefix } from './redis.js';
@@ -32,10 +33,10 @@ function hubOn(backend: RedisBackend, options: ConstructorParameters<typeof Even
 
 /** Collects an iterating subscription's events (and how it ended) in the background. */
 function collect(subscription: Subscription<Events>) {
-  const out = { events: [] as { id: string | null; type: string; data: unknown }[], error: undefined as unknown, done: false };
+  const out = { events: [] as { id: string | null; type: string; data: unknown; timestamp: string }[], error: undefined as unknown, done: false };
   void (async () => {
     try {
-      for await (const event of subscription) out.events.push({ id: event.id, type: event.type, data: event.data });
+      for await (const event of subscription) out.events.push({ id: event.id, type: event.type, data: event.data, timestamp: event.timestamp });
     } catch (error) {
       out.error = error;
     }
@@ -43,6 +44,30 @@ function collect(subscription: Subscription<Events>) {
   })();
   return out;
 }
+
+/** What a subscription replays from history: everything it yields until it is live, and a moment more. */
+async function history(hub: EventManager<Events>, options: Parameters<EventManager<Events>['subscribe']>[0]) {
+  const subscription = hub.subscribe(options);
+  const out = collect(subscription);
+  await subscription.ready;
+  await sleep(50);
+  subscription.close();
+  return out.events;
+}
+
+/** Runs `publish` with this process's clock set `offsetMs` off (Date only: timers and Redis keep real time). */
+async function skewed<T>(offsetMs: number, publish: () => Promise<T>): Promise<T> {
+  vi.useFakeTimers({ toFake: ['Date'] });
+  vi.setSystemTime(Date.now() + offsetMs);
+  try {
+    return await publish();
+  } finally {
+    vi.useRealTimers();
+  }
+}
+
+const HOUR = 3_600_000;
+const ISO_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 
 async function serve(hub: EventManager<Events>, heartbeatMs = 30_000): Promise<TestServer> {
   const sse = createSseHandler(hub, { retryMs: 20, heartbeatMs, streams: (req) => new URL(req.url ?? '/', 'http://x').searchParams.getAll('stream') });
@@ -207,6 +232,90 @@ describe.skipIf(!REDIS_URL)('RedisBackend', () => {
       await expect.poll(ours).toEqual([]);
       expect(await client.client('ID')).toBe(clientId);
       await expect(hub.publish('a', 'tick', { n: 2 })).rejects.toMatchObject({ code: 'ERR_HUB_CLOSED' });
+    });
+  });
+
+  describe('one clock: Redis time, whatever the instances\' clocks say', () => {
+    it('since (named streams and *) gets every event published after that time and none from before, in order, with instances hours apart', async () => {
+      const prefix = uniquePrefix();
+      const a = hubOn(new RedisBackend({ redis: sharedClient(), prefix }));
+      const behind = hubOn(new RedisBackend({ redis: sharedClient(), prefix }));
+      const ahead = hubOn(new RedisBackend({ redis: sharedClient(), prefix }));
+      const following = a.subscribe({ streams: '*', replay: 0 });
+      const live = collect(following);
+      await following.ready;
+      // Published before the time asked for, one of them by a clock running hours ahead.
+      await a.publish('x', 'tick', { n: -3 });
+      await behind.publish('y', 'tick', { n: -2 });
+      await skewed(3 * HOUR, () => ahead.publish('x', 'tick', { n: -1 }));
+      await sleep(5);
+      const since = new Date().toISOString();
+      const published: { id: string; timestamp: string }[] = [];
+      for (let n = 0; n < 12; n++) {
+        const stream = n % 2 ? 'x' : 'y';
+        const event =
+          n % 3 === 1 ? await skewed(-3 * HOUR, () => behind.publish(stream, 'tick', { n })) : await (n % 3 ? ahead : a).publish(stream, 'tick', { n });
+        published.push({ id: event.id, timestamp: event.timestamp });
+      }
+      const until = new Date().toISOString();
+      for (const hub of [a, behind, ahead]) {
+        for (const streams of ['*', ['x', 'y']] as const) {
+          const replayed = await history(hub, { streams, since });
+          expect(replayed.map((e) => e.id)).toEqual(published.map((e) => e.id));
+          expect(replayed.map((e) => e.timestamp)).toEqual(published.map((e) => e.timestamp));
+        }
+        const onlyX = await history(hub, { streams: ['x'], since });
+        expect(onlyX.map((e) => e.id)).toEqual(published.filter((_, n) => n % 2).map((e) => e.id));
+      }
+      // What publish returns is Redis's time, never the publisher's, in sequence order.
+      for (const { timestamp } of published) {
+        expect(timestamp).toMatch(ISO_MS);
+        expect(timestamp >= since && timestamp <= until).toBe(true);
+      }
+      expect(published.map((e) => e.timestamp)).toEqual(published.map((e) => e.timestamp).sort());
+      // The other instances deliver the same timestamps.
+      await waitUntil(() => live.events.length === 15, 5000, 'fifteen live events');
+      expect(live.events.slice(3).map((e) => ({ id: e.id, timestamp: e.timestamp }))).toEqual(published);
+    });
+
+    it('writes Redis\'s time as toISOString() does, across leap days, centuries and years to 9999', async () => {
+      const edges = ['1970-01-01T00:00:00.000Z', '2000-02-29T23:59:59.999Z', '2100-02-28T12:00:00.001Z', '2100-03-01T00:00:00.000Z', '2400-02-29T00:00:00.000Z', '9999-12-31T23:59:59.999Z'];
+      // And 2000 more spread over the whole range (golden-ratio steps: every run tries the same ones).
+      const last = Date.parse('9999-12-31T23:59:59.999Z');
+      const times = [...edges.map(Date.parse), ...Array.from({ length: 2000 }, (_, i) => Math.floor(((i * 0.6180339887) % 1) * last))];
+      const script = `${ISO_TIME}\nlocal out = {}\nfor i, ms in ipairs(ARGV) do out[i] = isoTime(tonumber(ms)) end\nreturn out`;
+      const written = (await sharedClient().eval(script, 0, ...times.map(String))) as string[];
+      expect(written).toEqual(times.map((ms) => new Date(ms).toISOString()));
+    });
+
+    it('timestamps never go back in sequence order, even when Redis\'s clock does', async () => {
+      const hub = hubOn(redisBackend());
+      const backend = hub.backend as RedisBackend;
+      const first = await hub.publish('a', 'tick', { n: 0 });
+      const meta = `{${backend.prefix}}:meta`;
+      expect(await sharedClient().hget(meta, 'lastAt')).toBe(first.timestamp);
+      // As if Redis's clock had been an hour ahead for the last event and was set right since.
+      const later = new Date(Date.now() + HOUR).toISOString();
+      await sharedClient().hset(meta, 'lastAt', later);
+      const second = await hub.publish('a', 'tick', { n: 1 });
+      const third = await hub.publish('b', 'tick', { n: 2 });
+      expect([second.timestamp, third.timestamp]).toEqual([later, later]);
+      const replayed = await history(hub, { streams: '*', since: later });
+      expect(replayed.map((e) => e.id)).toEqual([second.id, third.id]);
+    });
+
+    it('a trimmed event from a clock running ahead does not make later since reads report lost events', async () => {
+      const prefix = uniquePrefix();
+      const a = hubOn(new RedisBackend({ redis: sharedClient(), prefix, historySize: 2 }));
+      const ahead = hubOn(new RedisBackend({ redis: sharedClient(), prefix, historySize: 2 }));
+      await skewed(3 * HOUR, () => ahead.publish('a', 'tick', { n: 0 }));
+      for (let n = 1; n <= 2; n++) await a.publish('a', 'tick', { n });
+      await sleep(5);
+      const since = new Date().toISOString();
+      const after = await a.publish('a', 'tick', { n: 3 });
+      const replayed = await history(a, { streams: ['a'], since });
+      expect(replayed.map((e) => e.type)).toEqual(['tick']);
+      expect(replayed[0]?.id).toBe(after.id);
     });
   });
 

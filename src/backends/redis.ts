@@ -35,7 +35,7 @@ export interface RedisBackendOptions {
 }
 
 interface Scripts {
-  ssecastAppend(...args: (string | number)[]): Promise<[string, number]>;
+  ssecastAppend(...args: (string | number)[]): Promise<[epoch: string, seq: number, timestamp: string]>;
   ssecastRead(...args: (string | number)[]): Promise<ReadReply>;
   ssecastSweep(...args: (string | number)[]): Promise<number>;
   ssecastEnsureEpoch(...args: (string | number)[]): Promise<string>;
@@ -57,6 +57,11 @@ const SWEEP_LIMIT = 500;
  * Last-Event-ID another one gave it. Ids keep the `<epoch>.<seq>` scheme with
  * the epoch stored in Redis: a Redis that lost its data starts a new epoch,
  * and older ids get `resync`, never a replay of the wrong events.
+ *
+ * Event timestamps are Redis's clock, taken by that script, not the publishing
+ * instance's: they follow sequence order, so a `since` read is exact however
+ * far apart the instances' clocks are. `since` itself is compared with
+ * Redis's clock.
  *
  * @example
  * import { Redis } from 'ioredis';
@@ -123,7 +128,8 @@ export class RedisBackend implements Backend {
       commandTimeout: this.commandTimeoutMs,
     }) as Redis & Scripts;
     commands.defineCommand('ssecastAppend', { numberOfKeys: 5, lua: APPEND });
-    commands.defineCommand('ssecastRead', { numberOfKeys: 4, lua: READ });
+    // Its key count varies (one history key per stream read), so each call passes it first.
+    commands.defineCommand('ssecastRead', { lua: READ });
     commands.defineCommand('ssecastSweep', { numberOfKeys: 4, lua: SWEEP });
     commands.defineCommand('ssecastEnsureEpoch', { numberOfKeys: 4, lua: ENSURE_EPOCH });
     commands.on('error', (error) => this.noteError(error));
@@ -166,21 +172,23 @@ export class RedisBackend implements Backend {
     const commands = await this.ready('store the event');
     const [kind, text] = encodeData(draft.data);
     const k = this.keys;
-    let reply: [string, number];
+    let reply: [string, number, string];
     try {
+      // draft.timestamp is this instance's clock and is not sent: the event's time is Redis's
+      // (see lua.ts), so `since` reads do not depend on how far apart the instances' clocks are.
       reply = await commands.ssecastAppend(
         k.meta, k.fanout, k.index, k.trim, k.history + draft.stream,
         k.history, newEpoch(), this.known.epoch ?? '', this.known.seq,
-        draft.stream, draft.timestamp, draft.type, kind, text, draft.body,
+        draft.stream, draft.type, kind, text, draft.body,
         this.historySize, this.fanoutSize, this.maxStreams,
       );
     } catch (error) {
       throw this.failure(error, 'the event may or may not have been stored');
     }
-    const [epoch, seq] = reply;
+    const [epoch, seq, timestamp] = reply;
     this.see(epoch, Number(seq));
     this.appended = { epoch, seq: Number(seq) };
-    return storedEvent(epoch, Number(seq), draft.stream, draft.type, draft.timestamp, draft.data, draft.body);
+    return storedEvent(epoch, Number(seq), draft.stream, draft.type, timestamp, draft.data, draft.body);
   }
 
   async read(query: ReadQuery): Promise<ReadResult> {
@@ -188,17 +196,18 @@ export class RedisBackend implements Backend {
     if (after) {
       const [reply, events] = await this.readMode(streams, 'after', after.seq, 0);
       const resync = resyncReason(after, reply, events);
-      if (!resync) return { events: events as StoredEvent[] };
-      const [, fresh] = await this.readMode(streams, 'recent', 0, recent);
-      return { events: fresh as StoredEvent[], resync };
+      if (!resync) return { events: events as StoredEvent[], position: positionOf(reply) };
+      const [freshReply, fresh] = await this.readMode(streams, 'recent', 0, recent);
+      return { events: fresh as StoredEvent[], resync, position: positionOf(freshReply) };
     }
     if (since !== undefined) {
-      const [, found, complete] = await this.readMode(streams, 'since', since, 0);
-      const events = (found as StoredEvent[]).filter((event) => event.event.timestamp >= since);
-      return complete ? { events } : { events, resync: 'expired' };
+      const [reply, found, complete] = await this.readMode(streams, 'since', since, 0);
+      const events = found as StoredEvent[];
+      const position = positionOf(reply);
+      return complete ? { events, position } : { events, resync: 'expired', position };
     }
-    const [, events] = await this.readMode(streams, 'recent', 0, recent);
-    return { events: events as StoredEvent[] };
+    const [reply, events] = await this.readMode(streams, 'recent', 0, recent);
+    return { events: events as StoredEvent[], position: positionOf(reply) };
   }
 
   async flush(): Promise<void> {
@@ -261,9 +270,10 @@ export class RedisBackend implements Backend {
     const commands = await this.ready('read history');
     const k = this.keys;
     const names = streams === '*' ? [] : streams;
+    const historyKeys = names.map((stream) => k.history + stream);
     let reply: ReadReply;
     try {
-      reply = await commands.ssecastRead(k.meta, k.fanout, k.index, k.trim, k.history, mode, position, count, ...names);
+      reply = await commands.ssecastRead(4 + names.length, k.meta, k.fanout, k.index, k.trim, ...historyKeys, mode, position, count, ...names);
     } catch (error) {
       throw this.failure(error, 'nothing was read');
     }
@@ -291,7 +301,7 @@ export class RedisBackend implements Backend {
       if (mode === 'after' && trimmedThrough > (position as number)) return [reply, 'expired', false];
       if (mode === 'since' && trimmedAt >= (position as string)) complete = false;
       const events = entries.map((entry) => fromHistory(epoch, stream, entry));
-      perStream.push(mode === 'recent' ? events.reverse() : events);
+      perStream.push(mode === 'after' ? events : events.reverse());
     }
     const events = perStream.length === 1 ? (perStream[0] as StoredEvent[]) : perStream.flat().sort(bySeq);
     return [reply, events, complete];
@@ -352,6 +362,11 @@ export class RedisBackend implements Backend {
     this.lastError = error;
     this.counters.redisErrors++;
   }
+}
+
+/** Where the sequence stood when a read ran; none before the first event (no epoch, no id to give). */
+function positionOf([epoch, seq]: ReadReply): EventCursor | undefined {
+  return epoch ? { epoch, seq: Number(seq) } : undefined;
 }
 
 function resyncReason(after: EventCursor, reply: ReadReply, events: StoredEvent[] | 'expired'): ResyncReason | undefined {

@@ -3,7 +3,7 @@
  * what makes one global sequence out of many publishing instances.
  *
  * Keys (all share the `{prefix}` hash tag, so a cluster keeps them on one slot):
- *   meta    hash    epoch, seq, evictedThrough, evictedAt
+ *   meta    hash    epoch, seq, evictedThrough, evictedAt, lastAt
  *   fanout  stream  every event of every stream, in sequence order, `*` ids
  *   index   zset    stream name -> last publish or read (server time, ms)
  *   trim    hash    stream name -> "<seq>|<timestamp>" of the newest event it lost
@@ -12,9 +12,63 @@
  * Entry fields are written in a fixed order and read by position:
  *   history: ts, t (type), k (kind: s = string, j = JSON), d (data), b (wire body)
  *   fanout:  e (epoch), n (seq), s (stream), then the history fields
+ *
+ * One clock. An event's timestamp is Redis's TIME when APPEND runs, never the
+ * publishing instance's clock, and never earlier than the event before it
+ * (meta `lastAt`). So timestamps follow sequence order, a `since` read can stop
+ * at the first older one, and the trim and eviction watermarks (`trim`,
+ * `evictedAt`) compare with `since` on the same clock. With each instance's own
+ * clock, one running behind made a `since` read stop early: a silent loss.
+ *
+ * Declared keys. Stores that route or lock by the keys a script declares
+ * (Redis Cluster routes by them; Dragonfly locks them and refuses any other)
+ * need every key a script touches in KEYS. Every script declares meta,
+ * fanout, index and trim; APPEND also the stream's history key, and READ the
+ * history key of each stream it reads. Three operations touch history keys
+ * nobody can name before the script runs, because the script picks them from
+ * `index`:
+ *   - APPEND, when a new stream takes the history count past maxStreams, drops
+ *     the least recently used stream (`evict`);
+ *   - APPEND and ENSURE_EPOCH, when they start a new epoch, delete every
+ *     history key listed in `index` (`ensureEpoch`);
+ *   - SWEEP drops the streams idle past the TTL (`evict`).
+ * Naming those keys beforehand would take a read before the script and a
+ * check inside it that the choice still holds, retried when it does not: a
+ * second round trip, and a window where maxStreams is exceeded, for what is
+ * rare. So these three scripts begin with Dragonfly's `allow-undeclared-keys`
+ * flag (it must be the first line; Redis reads a comment), and Dragonfly runs
+ * them as global transactions. Redis Cluster runs them as they are: it checks
+ * the slot of every key a script touches, and the undeclared keys carry the
+ * same hash tag, so they are on the declared keys' slot.
  */
 
-// Shared helpers. `prefix` is the history key prefix (`{p}:s:`).
+const UNDECLARED_KEYS = '--!df flags=allow-undeclared-keys\n';
+
+/**
+ * Lua that defines `isoTime(ms)`: a time in ms since 1970 as JavaScript's
+ * `toISOString()` writes it (UTC, milliseconds, `Z`), for years 0 to 9999.
+ * Redis's Lua has no `os.date`, so the date comes from the day count (the
+ * proleptic Gregorian calendar, as in Hinnant's `civil_from_days`).
+ */
+export const ISO_TIME: string = `
+local function isoTime(ms)
+  local days = math.floor(ms / 86400000)
+  local inDay = ms - days * 86400000
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local dayOfEra = z - era * 146097
+  local yearOfEra = math.floor((dayOfEra - math.floor(dayOfEra / 1460) + math.floor(dayOfEra / 36524) - math.floor(dayOfEra / 146096)) / 365)
+  local dayOfYear = dayOfEra - (365 * yearOfEra + math.floor(yearOfEra / 4) - math.floor(yearOfEra / 100))
+  local shifted = math.floor((5 * dayOfYear + 2) / 153)
+  local day = dayOfYear - math.floor((153 * shifted + 2) / 5) + 1
+  local month = shifted < 10 and shifted + 3 or shifted - 9
+  local year = era * 400 + yearOfEra + (month <= 2 and 1 or 0)
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', year, month, day,
+    math.floor(inDay / 3600000), math.floor(inDay / 60000) % 60, math.floor(inDay / 1000) % 60, inDay % 1000)
+end
+`;
+
+// Shared by every script.
 const PRELUDE = `
 local meta, fanout, index, trim = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local function nowMs()
@@ -22,6 +76,11 @@ local function nowMs()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local function seqOf(id) return tonumber(string.match(id, '^(%d+)')) end
+`;
+
+// The scripts that drop histories whole. `prefix` is the history key prefix
+// (`{p}:s:`): the keys built from it here are the undeclared ones.
+const DROPPING = `
 -- Drops a stream's history whole, raising the watermark a resume must not cross.
 local function evict(prefix, stream)
   local key = prefix .. stream
@@ -52,18 +111,23 @@ end
 
 /**
  * Appends one event. KEYS: meta, fanout, index, trim, history key.
- * ARGV: prefix, candidate epoch, known epoch, known seq, stream, timestamp,
- * type, kind, data, body, history size, fanout size, max streams.
- * Returns { epoch, seq }.
+ * ARGV: prefix, candidate epoch, known epoch, known seq, stream, type, kind,
+ * data, body, history size, fanout size, max streams.
+ * Returns { epoch, seq, timestamp }.
  */
-export const APPEND = `${PRELUDE}
+export const APPEND: string = `${UNDECLARED_KEYS}${PRELUDE}${ISO_TIME}${DROPPING}
 local key = KEYS[5]
-local prefix, stream, ts = ARGV[1], ARGV[5], ARGV[6]
-local historySize, fanoutSize, maxStreams = tonumber(ARGV[11]), ARGV[12], tonumber(ARGV[13])
+local prefix, stream = ARGV[1], ARGV[5]
+local historySize, fanoutSize, maxStreams = tonumber(ARGV[10]), ARGV[11], tonumber(ARGV[12])
 local epoch = ensureEpoch(prefix, ARGV[2], ARGV[3], tonumber(ARGV[4]))
 local seq = redis.call('HINCRBY', meta, 'seq', 1)
+-- If Redis's clock steps back, the event keeps the previous one's time: order is what since reads rely on.
+local ts = isoTime(nowMs())
+local lastAt = redis.call('HGET', meta, 'lastAt')
+if lastAt and lastAt > ts then ts = lastAt end
+redis.call('HSET', meta, 'lastAt', ts)
 local fresh = redis.call('EXISTS', key) == 0
-redis.call('XADD', key, seq .. '-0', 'ts', ts, 't', ARGV[7], 'k', ARGV[8], 'd', ARGV[9], 'b', ARGV[10])
+redis.call('XADD', key, seq .. '-0', 'ts', ts, 't', ARGV[6], 'k', ARGV[7], 'd', ARGV[8], 'b', ARGV[9])
 if fresh then
   -- This stream may have been dropped whole before: a resume from before that must resync.
   local m = redis.call('HMGET', meta, 'evictedThrough', 'evictedAt')
@@ -80,30 +144,31 @@ else
 end
 redis.call('ZADD', index, nowMs(), stream)
 redis.call('XADD', fanout, 'MAXLEN', '~', fanoutSize, '*', 'e', epoch, 'n', seq, 's', stream,
-  'ts', ts, 't', ARGV[7], 'k', ARGV[8], 'd', ARGV[9], 'b', ARGV[10])
+  'ts', ts, 't', ARGV[6], 'k', ARGV[7], 'd', ARGV[8], 'b', ARGV[9])
 if fresh then
   while redis.call('ZCARD', index) > maxStreams do
     local oldest = redis.call('ZRANGE', index, 0, 1)
     evict(prefix, oldest[1] == stream and oldest[2] or oldest[1])
   end
 end
-return { epoch, seq }
+return { epoch, seq, ts }
 `;
 
 /**
- * Reads history. KEYS: meta, fanout, index, trim.
- * ARGV: prefix, mode, after seq or since time, count, then stream names
- * (none for every stream). Modes: `after` (events with seq > after),
- * `recent` (the last `count`), `since` (per stream the whole retained
- * history, filtered by the caller; for every stream, back to that time).
- * Returns { epoch, seq, evictedThrough, evictedAt, per stream: { trim, exists, entries } }
- * or, for every stream, { ..., fanout entries newest first, complete }.
+ * Reads history. KEYS: meta, fanout, index, trim, then the history key of
+ * each stream read (none for every stream).
+ * ARGV: mode, after seq or since time, count, then the streams' names, in
+ * the order of their keys. Modes: `after` (events with seq > after),
+ * `recent` (the last `count`), `since` (events at or after that time).
+ * Returns { epoch, seq, evictedThrough, evictedAt, per stream: { trim, exists, entries } },
+ * entries newest first except for `after`; or, for every stream,
+ * { ..., fanout entries newest first, complete }.
  */
-export const READ = `${PRELUDE}
-local prefix, mode, after, since, count = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[3], tonumber(ARGV[4])
+export const READ: string = `${PRELUDE}
+local mode, after, since, count = ARGV[1], tonumber(ARGV[2]), ARGV[2], tonumber(ARGV[3])
 local m = redis.call('HMGET', meta, 'epoch', 'seq', 'evictedThrough', 'evictedAt')
 local out = { m[1] or '', m[2] or '0', m[3] or '0', m[4] or '' }
-if #ARGV == 4 then
+if #KEYS == 4 then
   -- Every stream: the fan-out stream is the one history in global order.
   local entries, reached, cursor = {}, mode == 'recent' and count <= 0, '+'
   while not reached do
@@ -125,13 +190,28 @@ if #ARGV == 4 then
   return out
 end
 local now = nowMs()
-for i = 5, #ARGV do
-  local stream = ARGV[i]
-  local key = prefix .. stream
+for i = 5, #KEYS do
+  local key, stream = KEYS[i], ARGV[i - 1]
   local entries
   if mode == 'after' then entries = redis.call('XRANGE', key, (after + 1) .. '-0', '+')
   elseif mode == 'recent' then entries = count > 0 and redis.call('XREVRANGE', key, '+', '-', 'COUNT', count) or {}
-  else entries = redis.call('XRANGE', key, '-', '+') end
+  else
+    -- Timestamps never decrease along a history: its events since then are the newest ones.
+    entries = {}
+    local cursor, older = '+', false
+    while not older do
+      local batch = redis.call('XREVRANGE', key, cursor, '-', 'COUNT', 200)
+      for _, entry in ipairs(batch) do
+        if entry[2][2] < since then
+          older = true
+          break
+        end
+        entries[#entries + 1] = entry
+      end
+      if #batch < 200 then break end
+      cursor = '(' .. batch[#batch][1]
+    end
+  end
   out[#out + 1] = { redis.call('HGET', trim, stream) or '', redis.call('EXISTS', key), entries }
   redis.call('ZADD', index, 'XX', now, stream)
 end
@@ -144,7 +224,7 @@ return out
  * subscribers follow (their idle clock restarts: followed streams stay).
  * Returns the number of streams dropped.
  */
-export const SWEEP = `${PRELUDE}
+export const SWEEP: string = `${UNDECLARED_KEYS}${PRELUDE}${DROPPING}
 local prefix, ttl, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = nowMs()
 for i = 4, #ARGV do redis.call('ZADD', index, 'XX', now, ARGV[i]) end
@@ -158,6 +238,6 @@ return #idle
  * appending. KEYS: meta, fanout, index, trim. ARGV: prefix, candidate epoch,
  * known epoch, known seq. Returns the epoch.
  */
-export const ENSURE_EPOCH = `${PRELUDE}
+export const ENSURE_EPOCH: string = `${UNDECLARED_KEYS}${PRELUDE}${DROPPING}
 return ensureEpoch(ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]))
 `;
