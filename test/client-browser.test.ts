@@ -198,7 +198,9 @@ describe.skipIf(!hasChromium)('ssecast/client in Chromium', () => {
     // One resync (the id is from another epoch), between the old epoch's last event and the new one's first, naming that id.
     const resyncs = events.filter((event) => event.type === 'resync');
     expect(resyncs).toHaveLength(1);
-    expect(resyncs[0]).toEqual({ type: 'resync', id: undefined, data: { reason: 'foreign', lastEventId: lastBeforeRestart } });
+    // Its id is the new hub's position when the replay was read: the client's cursor moves there.
+    expect(resyncs[0]).toEqual({ type: 'resync', id: expect.stringMatching(/^[0-9a-z]+\.\d+$/), data: { reason: 'foreign', lastEventId: lastBeforeRestart } });
+    expect((resyncs[0]?.id as string).split('.')[0]).toBe(epochs[10]);
     expect(events.map((event) => (event.type === 'resync' ? 'resync' : (event.data as { n: number }).n)).slice(9, 12)).toEqual([10, 'resync', 11]);
 
     // What the server saw: the header on every request, and each reconnect resuming after the last event received.
