@@ -26,6 +26,37 @@ describe('redactSecrets on realistic command output', () => {
     expect(redactSecrets(input)).toBe(expected);
   });
 
+  // Shapes that the linear rules (see test/redact-redos.test.ts) find in a different way from
+  // the original patterns: where a key, scheme, user name or JWT starts inside a longer run.
+  it.each([
+    ['a secret word inside a longer key', 'my.db-password_file=abcd1234', 'my.db-password_file=[REDACTED]'],
+    ['a key that starts with a dot', '.token=abcd1234', '.token=[REDACTED]'],
+    ['a key made of secret words', 'token.token.token.token=abcd1234', 'token.token.token.token=[REDACTED]'],
+    ['a key in upper case with a quoted value', 'API_KEY: "abcd-efgh"', 'API_KEY: "[REDACTED]"'],
+    ['a key after another assignment', 'foo=token=abcd1234', 'foo=token=[REDACTED]'],
+    ['a value of digits and letters', 'token=1234abcd', 'token=[REDACTED]'],
+    ['a scheme after other scheme characters', '1.https://u:pw@h', '1.https://[REDACTED]@h'],
+    ['a scheme with + in it', 'git+ssh://git:pw@host/r.git', 'git+ssh://[REDACTED]@host/r.git'],
+    ['a user name inside another one\'s value', 'oauth2:x-access-token:abc@host', 'oauth2:[REDACTED]@host'],
+    ['a JWT after a dash', `id-${JWT}`, 'id-[REDACTED]'],
+    ['a JWT whose run starts with a shorter eyJ', `eyJab-${JWT}`, REDACTED],
+    ['a PEM key without its END line', '-----BEGIN PRIVATE KEY-----\nMIIEvQ\nmore', REDACTED],
+  ])('hides %s', (_what, input, expected) => {
+    expect(redactSecrets(input)).toBe(expected);
+  });
+
+  it.each([
+    ['a value of digits only', 'token=12345678'],
+    ['a value shorter than 4 characters', 'token=abc'],
+    ['a secret word with no value', 'password:'],
+    ['a URL with a user and no password', 'https://user@host/p'],
+    ['a URL with a port', 'https://host:8080/p'],
+    ['a Bearer word of letters only', 'Bearer abcdefghij'],
+    ['a short Bearer credential', 'Bearer abc1'],
+  ])('leaves %s', (_what, input) => {
+    expect(redactSecrets(input)).toBe(input);
+  });
+
   it('hides a PEM private key across lines', () => {
     const pem = '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\nAAAABG5vbmU=\n-----END OPENSSH PRIVATE KEY-----';
     expect(redactSecrets(`key:\n${pem}\ndone`)).toBe(`key:\n${REDACTED}\ndone`);
