@@ -29,25 +29,24 @@ export function nodeRequestView(req: NodeRequest, res: NodeResponse, target: str
       return Array.isArray(value) ? value[0] : value;
     },
     remoteAddress: req.socket?.remoteAddress,
-    gone: watchGone(res),
+    gone: watchGone(req, res),
   };
 }
 
 /**
  * "The client has gone", the same way for HTTP/1.1, HTTPS and HTTP/2: the
- * response's `close` (emitted by every Node response when its connection or
- * stream ends first), with the transport's own state for a close that came
- * before this was attached.
+ * response's `close`, or the transport's own state for a close that came
+ * before this was attached. HTTP/1 reads the request's socket: a pipelined
+ * response has no socket of its own until the one before it ends.
  */
-export function watchGone(res: NodeResponse): () => boolean {
+export function watchGone(req: NodeRequest, res: NodeResponse): () => boolean {
   let gone = false;
-  const onClose = () => (gone = true);
-  res.once('close', onClose);
+  res.once('close', () => (gone = true));
   const stream = (res as Http2ServerResponse).stream as { destroyed?: boolean; closed?: boolean } | undefined;
   return () => {
     if (gone) return true;
     if (stream) return stream.destroyed === true || stream.closed === true;
-    const socket = (res as ServerResponse).socket;
+    const socket = (res as ServerResponse).socket ?? (req as IncomingMessage).socket;
     return (res as ServerResponse).destroyed === true || !socket || socket.destroyed;
   };
 }
@@ -158,10 +157,16 @@ export function openNodeStream<M extends EventMapBase>(
     onError,
   });
   const stream = http2 ? (res as Http2ServerResponse).stream : undefined;
+  // A pipelined HTTP/1 response waiting behind another never emits 'close' when the client
+  // leaves (Node gives it no socket until its turn): the request's socket tells.
+  const socket = http2 ? undefined : (req as IncomingMessage).socket;
+  const onSocketClose = () => onGone();
+  socket?.once('close', onSocketClose);
   res.once('close', () => {
     res.off('drain', onDrain);
     res.off('error', ignore);
     stream?.off('error', ignore);
+    socket?.off('close', onSocketClose);
     onGone();
   });
   res.on('drain', onDrain);
