@@ -262,7 +262,8 @@ type Outcome = 'resumed' | 'resynced' | 'fresh' | 'rejected';
 
 /** The README's id scheme: `<epoch>.<seq>`, at most 64 characters, seq a safe integer without a leading zero. */
 function parseId(value: string): { epoch: string; seq: number } | null {
-  const match = /^([0-9a-z]{1,24})\.([1-9][0-9]{0,15})$/.exec(value);
+  // Seq 0 is the position before the first event (what a resync on an empty hub carries).
+  const match = /^([0-9a-z]{1,24})\.(0|[1-9][0-9]{0,15})$/.exec(value);
   if (value.length > 64 || !match) return null;
   const seq = Number(match[2]);
   return Number.isSafeInteger(seq) ? { epoch: match[1] as string, seq } : null;
