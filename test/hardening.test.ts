@@ -348,3 +348,88 @@ describe('3. a client that leaves during an async authorize leaves nothing behin
     expect(next.status).toBe(200);
   });
 });
+
+describe('review findings', () => {
+  it('paces a large history to a client that does not read, and answers 503 once the total budget is exceeded, instead of buffering every replay whole', async () => {
+    const streams = Array.from({ length: 50 }, (_, i) => `s${i}`);
+    const hub = new EventManager<Events>({ historyBytes: 1024 * 1024, historyTotalBytes: 128 * 1024 * 1024, replay: 10 });
+    const server = await startServer(createSseHandler(hub, { maxTotalUnsentBytes: 128 * 1024 * 1024, maxStreamsPerConnection: 50 }));
+    cleanups.push(() => server.close(), () => hub.close());
+    const payload = 'h'.repeat(50 * 1024);
+    for (const stream of streams) for (let n = 0; n < 10; n++) await hub.publish(stream, 'note', `${n}:${payload}`);
+    const rssBefore = process.memoryUsage().rss;
+    const path = `/?${streams.map((s) => `stream=${s}`).join('&')}`;
+    // Each replay is 25 MB, and none of these clients reads: before, each was buffered whole in the
+    // process. Now what the socket does not take waits as references to the history's frames.
+    const stalled: ReturnType<typeof stalledClient>[] = [];
+    cleanups.push(() => stalled.forEach((s) => s.socket.destroy()));
+    let refused: Awaited<ReturnType<typeof openStream>> | undefined;
+    for (let i = 0; i < 10 && !refused; i++) {
+      stalled.push(stalledClient(server.port, path));
+      await waitUntil(() => hub.stats().connections === i + 1, 5000, `connection ${i + 1}`);
+      await sleep(20);
+      const probe = await openStream(`${server.url}/?stream=s0`);
+      probe.close();
+      if (probe.status === 503) refused = probe;
+      else await waitUntil(() => hub.stats().connections === i + 1, 5000, 'the probe to leave');
+    }
+    // 128 MiB in all: the sixth history crosses it, and the next request is refused.
+    expect(refused?.status).toBe(503);
+    expect(refused?.headers.get('retry-after')).toBe('10');
+    expect(JSON.parse(refused?.body ?? '{}').message).toContain('too much unsent data');
+    expect(stalled.length).toBeGreaterThanOrEqual(5);
+    const grown = (process.memoryUsage().rss - rssBefore) / (1024 * 1024);
+    expect(grown).toBeLessThan(100);
+
+    // Once they are gone, a client that reads gets its whole history, paced, then live events.
+    for (const s of stalled) s.socket.destroy();
+    await waitUntil(() => hub.stats().connections === 0);
+    const reader = await openStream(`${server.url}${path}`);
+    cleanups.push(() => reader.close());
+    expect(reader.status).toBe(200);
+    await reader.waitFor((c) => c.events.length === 500, 10_000, 'the 25 MB history');
+    const live = await hub.publish('s0', 'note', 'live');
+    await reader.waitFor((c) => c.events.length === 501);
+    expect(reader.events.at(-1)).toEqual({ event: 'note', id: live.id, data: 'live' });
+  });
+
+  it('stops calling onEvent once the subscriber closes itself in the middle of its history', async () => {
+    const hub = new EventManager<Events>({ onError: () => {} });
+    cleanups.push(() => hub.close());
+    for (let n = 0; n < 5; n++) await hub.publish('a', 'tick', { n });
+    const calls: unknown[] = [];
+    const subscription = hub.subscribe({
+      streams: ['a'],
+      onEvent: (delivery) => {
+        calls.push(delivery.event.data);
+        subscription.close();
+      },
+    });
+    await subscription.ready;
+    expect(calls).toEqual([{ n: 0 }]);
+    const throwing = hub.subscribe({
+      streams: ['a'],
+      onEvent: () => {
+        throw new Error('bad subscriber');
+      },
+    });
+    await throwing.ready;
+    expect(hub.stats().hookErrors).toBe(1);
+  });
+
+  it.each([
+    ['streams as one string', { id: 'u', streams: 'agent-1' }],
+    ['an id that is not a string', { id: { user: 1 }, streams: '*' }],
+    ['an empty id', { id: '', streams: '*' }],
+    ['streams with a non-string', { id: 'u', streams: ['a', 7] }],
+  ])('answers a principal with %s with 500 and reports it', async (_what, principal) => {
+    const hub = new EventManager<Events>();
+    const errors: unknown[] = [];
+    const server = await startServer(createSseHandler(hub, { authorize: () => principal as never, onError: (error) => errors.push(error) }));
+    cleanups.push(() => server.close(), () => hub.close());
+    const client = await openStream(`${server.url}/?stream=agent-1`);
+    expect(client.status).toBe(500);
+    expect(errors).toEqual([expect.any(TypeError)]);
+    expect(hub.stats().connections).toBe(0);
+  });
+});

@@ -164,6 +164,20 @@ describe.skipIf(!REDIS_URL)('RedisBackend', () => {
       const firstSeq = seq(first.events[0]?.id as string);
       expect(received.map((e) => e.id)).toEqual(expected.filter((id) => seq(id) >= firstSeq));
     }, 30_000);
+
+    it.each(['99999999999999', '100000000000000', '9007199254740991'])('answers a resume from seq %s (past what was issued) with resync unknown, not a failed read', async (big) => {
+      const hub = hubOn(redisBackend());
+      const first = await hub.publish('x', 'tick', { n: 1 });
+      const epoch = first.id.split('.')[0] as string;
+      const subscription = hub.subscribe({ streams: ['x'], lastEventId: `${epoch}.${big}` });
+      const out = collect(subscription);
+      await subscription.ready;
+      await sleep(20);
+      subscription.close();
+      expect(out.error).toBeUndefined();
+      expect(out.events.map((e) => e.type)).toEqual(['resync', 'tick']);
+      expect((out.events[0]?.data as { reason: string }).reason).toBe('unknown');
+    });
   });
 
   describe('bounds', () => {

@@ -161,8 +161,17 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
   private finished = false;
   private transportGone = false;
   private expiryTimer: ReturnType<typeof setTimeout> | undefined;
-  /** History is being handed over: the backend bounds it, so it is not held to maxUnsentBytes. */
+  /** History is being handed over: it goes to the backlog, not the batch. */
   private replaying = true;
+  /**
+   * The history (replay or resume) not written yet, paced by the transport: written a chunk at a
+   * time as the client takes it, so a large history is neither held to maxUnsentBytes (which
+   * would cut off every new connection before its first byte) nor copied whole into the socket.
+   * Live events wait in the batch behind it, held to maxUnsentBytes as usual.
+   */
+  private backlog: Delivery[] | undefined;
+  private backlogAt = 0;
+  private backlogBytes = 0;
   /** What this connection counts in the shared budget now. */
   private counted = 0;
   private endGrace: ReturnType<typeof setTimeout> | undefined;
@@ -216,7 +225,7 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
     if (this.finished) return;
     this.blocked = false;
     this.bufferedAtWrite = this.readBuffered();
-    if (this.taken > 0) this.flush();
+    if (this.taken > 0 || this.backlog) this.flush();
     else this.account();
   }
 
@@ -251,7 +260,9 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
   /** @internal called by the shared flush */
   flush(): void {
     this.scheduled = false;
-    if (this.finished || this.blocked || this.taken === 0) return;
+    if (this.finished || this.blocked) return;
+    if (this.backlog && !this.writeBacklog()) return;
+    if (this.taken === 0) return;
     const chunk = (this.batch as FrameBatch).chunk(this.taken);
     this.batch = undefined;
     this.taken = 0;
@@ -260,8 +271,29 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
     this.account();
   }
 
+  /** Writes the backlog a chunk at a time while the transport takes it; true once it is all written. */
+  private writeBacklog(): boolean {
+    const backlog = this.backlog as Delivery[];
+    while (this.backlogAt < backlog.length) {
+      let bytes = 0;
+      const start = this.backlogAt;
+      while (this.backlogAt < backlog.length && bytes < EAGER_FLUSH_BYTES) bytes += (backlog[this.backlogAt++] as Delivery).bytes;
+      this.backlogBytes -= bytes;
+      let text = '';
+      for (let i = start; i < this.backlogAt; i++) text += (backlog[i] as Delivery).frame;
+      this.writeNow(text);
+      this.account();
+      if (this.blocked || this.finished || this.transportGone) return false;
+    }
+    this.backlog = undefined;
+    this.backlogAt = 0;
+    this.backlogBytes = 0;
+    return true;
+  }
+
   private enqueue(delivery: Delivery): void {
     if (this.finished) return;
+    if (this.replaying) return this.enqueueHistory(delivery);
     this.queue(delivery.frame);
     const pendingBytes = (this.pendingBytes += delivery.bytes);
     if (!this.replaying && pendingBytes + this.bufferedAtWrite > this.maxUnsentBytes) {
@@ -274,20 +306,37 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
         return;
       }
     }
-    const budget = this.options.budget;
-    if (budget) {
-      this.account();
-      if (budget.exceeded && !this.replaying && this.counted >= BEHIND_BYTES) {
-        this.subscription?.close('slow_consumer');
-        return;
-      }
-    }
+    if (this.overBudget()) return;
     if (this.blocked) return;
     if (pendingBytes >= EAGER_FLUSH_BYTES) this.flush();
-    else if (!this.scheduled) {
-      this.scheduled = true;
-      scheduleFlush(this);
-    }
+    else this.schedule();
+  }
+
+  private enqueueHistory(delivery: Delivery): void {
+    (this.backlog ??= []).push(delivery);
+    this.backlogBytes += delivery.bytes;
+    if (this.overBudget()) return;
+    if (!this.blocked) this.schedule();
+  }
+
+  /**
+   * Over the handler's total budget, a connection that is behind goes: its transport is full
+   * (a fast reader with a burst queued for this tick is not behind) and it holds 64 KiB or more.
+   * True if it went.
+   */
+  private overBudget(): boolean {
+    const budget = this.options.budget;
+    if (!budget) return false;
+    this.account();
+    if (!budget.exceeded || !this.blocked || this.counted < BEHIND_BYTES) return false;
+    this.subscription?.close('slow_consumer');
+    return true;
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    scheduleFlush(this);
   }
 
   /** Adds a frame to this connection's queue, sharing a batch with the connections that got the same frames. */
@@ -333,7 +382,7 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
     if (!budget) return;
     // What the transport holds counts only while it is over its high-water mark (blocked): below
     // it, the count from the last write goes stale as the socket drains, and would only inflate.
-    const now = this.finished ? 0 : this.pendingBytes + (this.blocked ? this.bufferedAtWrite : 0);
+    const now = this.finished ? 0 : this.pendingBytes + this.backlogBytes + (this.blocked ? this.bufferedAtWrite : 0);
     budget.total += now - this.counted;
     this.counted = now;
   }
@@ -369,7 +418,12 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
     dirty.delete(this);
     this.heartbeats?.delete(this);
     clearTimeout(this.expiryTimer);
+    let history = '';
+    if (this.backlog) for (let i = this.backlogAt; i < this.backlog.length; i++) history += (this.backlog[i] as Delivery).frame;
     const unsent = this.taken > 0 ? (this.batch as FrameBatch).chunk(this.taken) : undefined;
+    this.backlog = undefined;
+    this.backlogAt = 0;
+    this.backlogBytes = 0;
     this.batch = undefined;
     this.taken = 0;
     this.pendingBytes = 0;
@@ -378,6 +432,7 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
       if (reason === 'hub_closed' || reason === 'closed' || reason === 'interrupted' || reason === 'expired') {
         // A clean end delivers what was already accepted for this client.
         this.safely(() => {
+          if (history) this.transport.write(history);
           if (unsent) this.transport.write(unsent);
           if (reason === 'expired') this.transport.write(EXPIRED);
           this.transport.end();

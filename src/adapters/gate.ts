@@ -209,6 +209,8 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
     if (view.method !== 'GET') return reject(405, `${String(view.method).slice(0, 32)} is not allowed; open the stream with GET`, { allow: 'GET' });
     if (this.hub.closed) return reject(503, 'the event hub is shutting down', { 'retry-after': '5' });
     if (this.open >= this.maxConnections) return reject(503, 'too many open streams on this server; try again shortly', { 'retry-after': '10' });
+    // Over the total budget, a new stream (and its history) would only add to it.
+    if (this.budget.exceeded) return reject(503, 'the server is holding too much unsent data; try again shortly', { 'retry-after': '10' });
 
     let url: URL;
     try {
@@ -230,6 +232,7 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
         principal = await this.options.authorize(req);
         if (view.gone()) return GONE;
         if (!principal) return reject(401, 'authentication required');
+        checkPrincipal(principal);
         expiresAt = expiryOf(principal);
       } else {
         client = this.options.clientKey ? this.options.clientKey(req) : view.remoteAddress;
@@ -318,6 +321,20 @@ function limit(value: number, name: string): number {
 
 export function isGone(outcome: Rejection | Admission | Gone): outcome is Gone {
   return (outcome as Gone).gone === true;
+}
+
+/**
+ * A principal from authorize() is trusted for access, so a malformed one is a bug to report (500),
+ * not something to guess at: a single string for `streams` would read as its characters, and an
+ * id that is not a string would escape the per-principal count.
+ */
+function checkPrincipal(principal: Principal): void {
+  if (typeof principal !== 'object') throw new TypeError(`authorize must return a principal object or null, got ${typeof principal}`);
+  if (typeof principal.id !== 'string' || principal.id === '') throw new TypeError('principal.id must be a non-empty string');
+  const { streams } = principal;
+  if (streams !== '*' && !(Array.isArray(streams) && streams.every((stream) => typeof stream === 'string'))) {
+    throw new TypeError(`principal.streams must be '*' or an array of stream names, got ${typeof streams === 'string' ? JSON.stringify(streams) : typeof streams}`);
+  }
 }
 
 function expiryOf(principal: Principal): number | undefined {

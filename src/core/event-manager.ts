@@ -71,7 +71,7 @@ export interface EventManagerOptions<M extends EventMapBase = any> {
 
 /** Where a failure reported to `onError` came from. */
 export interface HubErrorContext {
-  source: 'onEvent' | 'onClose' | 'onLive' | 'backend.close';
+  source: 'onEvent' | 'onClose' | 'onLive' | 'backend.read' | 'backend.close';
 }
 
 export interface SubscribeOptions<M extends EventMapBase = EventMapBase> {
@@ -414,6 +414,8 @@ export class EventManager<M extends EventMapBase = EventMapBase> implements Subs
           : resyncDelivery({ reason: 'expired', since: since as string }, resumeAt);
       this.counters.delivered += subscription.goLive(result.events, notice, resync || !cursor ? 0 : cursor.seq);
     } catch (error) {
+      // The subscriber ends ('error') and resumes with its id; the operator hears why.
+      if (!subscription.isClosed) this.report(error, { source: 'backend.read' });
       subscription.fail(error);
     }
   }

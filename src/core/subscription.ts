@@ -165,6 +165,7 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
     let delivered = 0;
     this.lastSeq = after;
     if (resync) this.push(resync);
+    if (this.closeReason) return 0;
     for (const event of history) if (this.deliver(event)) delivered++;
     const pending = this.loading ?? [];
     this.loading = null;
@@ -189,6 +190,8 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
   }
 
   private deliver(event: StoredEvent): boolean {
+    // A subscriber that closed itself from onEvent, in the middle of its history, gets no more.
+    if (this.closeReason) return false;
     if (event.seq <= this.lastSeq) return false;
     this.lastSeq = event.seq;
     if (this.types && !this.types.has(event.event.type)) return false;

@@ -127,7 +127,7 @@ local lastAt = redis.call('HGET', meta, 'lastAt')
 if lastAt and lastAt > ts then ts = lastAt end
 redis.call('HSET', meta, 'lastAt', ts)
 local fresh = redis.call('EXISTS', key) == 0
-redis.call('XADD', key, seq .. '-0', 'ts', ts, 't', ARGV[6], 'k', ARGV[7], 'd', ARGV[8], 'b', ARGV[9])
+redis.call('XADD', key, string.format('%d-0', seq), 'ts', ts, 't', ARGV[6], 'k', ARGV[7], 'd', ARGV[8], 'b', ARGV[9])
 if fresh then
   -- This stream may have been dropped whole before: a resume from before that must resync.
   local m = redis.call('HMGET', meta, 'evictedThrough', 'evictedAt')
@@ -193,7 +193,8 @@ local now = nowMs()
 for i = 5, #KEYS do
   local key, stream = KEYS[i], ARGV[i - 1]
   local entries
-  if mode == 'after' then entries = redis.call('XRANGE', key, (after + 1) .. '-0', '+')
+  -- %d, not ..: Lua writes a number of 1e14 or more as 1e+14, which is not a stream id.
+  if mode == 'after' then entries = redis.call('XRANGE', key, string.format('%d-0', after + 1), '+')
   elseif mode == 'recent' then entries = count > 0 and redis.call('XREVRANGE', key, '+', '-', 'COUNT', count) or {}
   else
     -- Timestamps never decrease along a history: its events since then are the newest ones.
