@@ -287,6 +287,39 @@ describe('Last-Event-ID, as WHATWG resets and ignores it', () => {
     ]);
   });
 
+  it('an id: whose message is cut off before its blank line is not committed: the reconnect asks for that event again', async () => {
+    const server = await recordingServer((_req, res, n) => {
+      sseHead(res);
+      if (n === 1) {
+        res.write('retry: 1\n\nid: e.1\ndata: one\n\nid: e.2\nevent: message\ndata: {"big":"');
+        // The connection drops in the middle of e.2's frame.
+        setTimeout(() => res.socket?.destroy(), 20);
+      } else res.end('retry: 1\n\n');
+    });
+    const { client } = open(`${server.url}/events`);
+    const got: unknown[] = [];
+    client.on('message', (event) => got.push(event.id));
+    await waitUntil(() => server.requests.length >= 2, 5000, 'the reconnect');
+    expect(got).toEqual(['e.1']);
+    expect(server.requests[1]?.headers['last-event-id']).toBe('e.1');
+  });
+
+  it('a headers() that never settles is cut off by the watchdog and tried again, instead of leaving the client connecting for good', async () => {
+    const server = await recordingServer((_req, res) => {
+      sseHead(res);
+      res.write('retry: 1\n\nid: e.1\ndata: one\n\n');
+    });
+    let calls = 0;
+    const { client } = open(`${server.url}/events`, {
+      heartbeatTimeoutMs: 100,
+      headers: () => (++calls === 1 ? new Promise<HeadersInit>(() => {}) : { authorization: 'Bearer t' }),
+    });
+    await waitUntil(() => server.requests.length >= 1, 5000, 'a request after the hung headers()');
+    expect(calls).toBeGreaterThanOrEqual(2);
+    expect(server.requests[0]?.headers.authorization).toBe('Bearer t');
+    await waitUntil(() => client.status === 'open');
+  });
+
   it('a resync with a new position moves the id there', async () => {
     const server = await recordingServer((_req, res, n) => {
       sseHead(res);

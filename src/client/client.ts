@@ -287,7 +287,9 @@ export class SseClient<M extends EventMapBase = EventMapBase> implements AsyncIt
     this.touch();
     this.armWatchdog();
     try {
-      const headers = new Headers(typeof this.options.headers === 'function' ? await this.options.headers() : this.options.headers);
+      // Raced against the attempt's signal: a headers() that never settles is cut off by the
+      // watchdog (or close()) like a request that never answers.
+      const headers = new Headers(typeof this.options.headers === 'function' ? await untilAborted(this.options.headers(), controller.signal) : this.options.headers);
       headers.set('accept', 'text/event-stream');
       if (this.last) headers.set('last-event-id', headerValue(this.last));
       else headers.delete('last-event-id');
@@ -641,4 +643,23 @@ function nonNegative(value: number, name: string): number {
  */
 export function createClient<M extends EventMapBase = EventMapBase>(url: string | URL, options?: ClientOptions): SseClient<M> {
   return new SseClient<M>(url, options);
+}
+
+/** Settles like `value`, or rejects once `signal` aborts, whichever comes first. */
+function untilAborted<T>(value: T | Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason ?? new Error('aborted'));
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    Promise.resolve(value).then(
+      (result) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(result);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
 }

@@ -7,7 +7,11 @@ export interface ParsedEvent {
 
 export interface ParserCallbacks {
   onEvent(event: ParsedEvent): void;
-  /** Every valid `id:` field, as it is read: WHATWG sets the last event ID then, even in a message that carries no data. */
+  /**
+   * The last event ID, when a message that had a valid `id:` field is dispatched (its blank line
+   * arrived), even a message with no data: WHATWG commits the last event ID there. An `id:` of a
+   * message cut off before its blank line is never committed, so a reconnect does not skip it.
+   */
   onId(id: string): void;
   onRetry(ms: number): void;
 }
@@ -28,6 +32,8 @@ export class EventStreamParser {
   private dataLength = 0;
   private type = '';
   private id: string | undefined;
+  /** An `id:` field was read in the message being parsed. */
+  private idSeen = false;
 
   constructor(private readonly callbacks: ParserCallbacks) {}
 
@@ -64,16 +70,18 @@ export class EventStreamParser {
     else if (field === 'id') {
       if (value.includes('\0')) return;
       this.id = value;
-      this.callbacks.onId(value);
+      this.idSeen = true;
     } else if (field === 'retry' && /^\d+$/.test(value)) this.callbacks.onRetry(Number(value));
   }
 
   private dispatch(): void {
-    const { data, type, id } = this;
+    const { data, type, id, idSeen } = this;
     this.data = [];
     this.dataLength = 0;
     this.type = '';
     this.id = undefined;
+    this.idSeen = false;
+    if (idSeen) this.callbacks.onId(id as string);
     if (data.length > 0) this.callbacks.onEvent({ type: type || 'message', data: data.join('\n'), id });
   }
 }
