@@ -134,12 +134,31 @@ export async function createAgentWorkApp({ env = process.env, log = console } = 
  * @param {NodeJS.ProcessEnv} env
  */
 export async function listen(env = process.env) {
-  const agentWork = await createAgentWorkApp({ env });
-  const server = http.createServer(agentWork.app);
+  // The port first: a second `npm run example` must say the port is taken, not die with a stack
+  // after making a temporary git remote it never removes.
+  const server = http.createServer();
   const host = env.HOST ?? '127.0.0.1';
-  await new Promise((resolve) => server.listen(Number(env.PORT ?? 8000), host, () => resolve(undefined)));
-  const { port } = /** @type {import('node:net').AddressInfo} */ (server.address());
-  const origin = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const port = Number(env.PORT ?? 8000);
+  try {
+    await new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => resolve(undefined));
+    });
+  } catch (error) {
+    const code = /** @type {NodeJS.ErrnoException} */ (error).code;
+    if (code !== 'EADDRINUSE' && code !== 'EACCES') throw error;
+    console.error(
+      code === 'EADDRINUSE'
+        ? `Port ${port} on ${host} is already in use (another npm run example?). Stop it, or pick another: PORT=8001 npm run example`
+        : `Not allowed to listen on ${host}:${port}. Pick another port: PORT=8001 npm run example`,
+    );
+    process.exitCode = 1;
+    return undefined;
+  }
+  const agentWork = await createAgentWorkApp({ env });
+  server.on('request', agentWork.app);
+  const address = /** @type {import('node:net').AddressInfo} */ (server.address());
+  const origin = `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
   agentWork.setOrigin(origin);
   console.log(`Agent Work is live on ${origin}/  (stream: ${origin}/api/v1/sse?agent_id=agent-1)`);
   if (!agentWork.auth) console.warn('SSE_JWT_SECRET is not set: the stream and the task API are open to anyone who can reach this address.');
