@@ -2,6 +2,7 @@ export { formatEvent, SseFormatError, type SseFormatErrorCode, type SseMessage }
 export { EventManager, MAX_STREAM_NAME_LENGTH, type EventManagerOptions, type HubStats, type SubscribeOptions } from './core/event-manager.js';
 export { Subscription, type CloseReason, type Delivery } from './core/subscription.js';
 export { HeartbeatScheduler, type HeartbeatTarget } from './core/heartbeat.js';
+export { FlushScheduler, type Flushable } from './core/flush-scheduler.js';
 export { ReplayBuffer, type ReplayBufferOptions } from './core/replay-buffer.js';
 export { parseEventId, formatEventId, MAX_EVENT_ID_LENGTH, type EventCursor } from './core/ids.js';
 export { SsecastError, type SsecastErrorCode } from './core/errors.js';

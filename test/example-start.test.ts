@@ -22,7 +22,7 @@ describe('npm run example on a port already taken', () => {
     cleanups.push(() => child.kill());
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const [code] = (await new Promise((resolve) => child.once('exit', (...args) => resolve(args)))) as [number | null];
+    const code = await new Promise<number | null>((resolve) => child.once('exit', (exitCode) => resolve(exitCode)));
     expect(code).toBe(1);
     expect(stderr).toContain(`Port ${port} on 127.0.0.1 is already in use`);
     expect(stderr).not.toMatch(/\n\s+at /);

@@ -2,6 +2,7 @@ import { formatEvent } from '../core/encoder.js';
 import type { EventManager } from '../core/event-manager.js';
 import type { HeartbeatScheduler, HeartbeatTarget } from '../core/heartbeat.js';
 import type { CloseReason, Delivery, Subscription } from '../core/subscription.js';
+import type { FlushScheduler } from '../core/flush-scheduler.js';
 import type { EventMapBase } from '../core/types.js';
 import type { UnsentBudget } from './gate.js';
 
@@ -63,40 +64,6 @@ const BEHIND_BYTES = 64 * 1024;
 const EAGER_FLUSH_BYTES = 64 * 1024;
 
 /**
- * Events published in one tick are written to each socket as one chunk. One
- * `setImmediate` serves every connection with something queued.
- */
-const dirty = new Set<{ flush(): void }>();
-let flushScheduled = false;
-
-function scheduleFlush(connection: { flush(): void }): void {
-  dirty.add(connection);
-  if (flushScheduled) return;
-  flushScheduled = true;
-  setImmediate(flushDirty);
-}
-
-function flushDirty(): void {
-  flushScheduled = false;
-  const connections = [...dirty];
-  dirty.clear();
-  // One clock reading for the whole flush: heartbeats need milliseconds, not a call per socket.
-  flushClock = Date.now();
-  // flush() isolates its transport, but a bug in one connection must not stall every other one.
-  for (const connection of connections) {
-    try {
-      connection.flush();
-    } catch (error) {
-      console.error('[ssecast] a connection failed to flush:', error);
-    }
-  }
-  flushClock = 0;
-  openBatch = undefined;
-}
-
-let flushClock = 0;
-
-/**
  * The frames queued for connections in a tick. The subscribers of a stream
  * are offered the same frames in the same order, so they share one batch:
  * each connection keeps only how many of its frames are its own (`taken`).
@@ -127,8 +94,6 @@ class FrameBatch {
 }
 
 const utf8 = new TextEncoder();
-/** The batch started last in this tick: a connection with nothing queued joins it if its first frame is the same. */
-let openBatch: FrameBatch | undefined;
 
 /**
  * The one writer every adapter uses: sends `retry:` first, subscribes,
@@ -140,6 +105,8 @@ let openBatch: FrameBatch | undefined;
 export class SseConnection<M extends EventMapBase = EventMapBase> implements HeartbeatTarget {
   lastWriteAt = Date.now();
   private readonly transport: SseTransport;
+  /** The hub's per-tick flush: events of one tick go out as one write per connection. */
+  private readonly flusher: FlushScheduler;
   private readonly options: ConnectionOptions;
   private readonly hub: EventManager<M>;
   private subscription: Subscription<M> | undefined;
@@ -179,6 +146,7 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
   constructor(hub: EventManager<M>, transport: SseTransport, options: ConnectionOptions) {
     this.hub = hub;
     this.transport = transport;
+    this.flusher = hub.flushScheduler();
     this.options = options;
     this.maxUnsentBytes = options.maxUnsentBytes;
   }
@@ -336,7 +304,7 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
   private schedule(): void {
     if (this.scheduled) return;
     this.scheduled = true;
-    scheduleFlush(this);
+    this.flusher.schedule(this);
   }
 
   /** Adds a frame to this connection's queue, sharing a batch with the connections that got the same frames. */
@@ -345,9 +313,10 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
     const taken = this.taken;
     if (batch === undefined) {
       // Nothing queued: the other subscribers of this frame's stream likely just started a batch with it.
-      const open = openBatch;
+      // The batch started last in this tick (the hub's flush scheduler keeps it for the tick).
+      const open = this.flusher.tickShared as FrameBatch | undefined;
       if (open !== undefined && open.frames[0] === frame) this.batch = open;
-      else this.batch = openBatch = new FrameBatch([frame]);
+      else this.batch = this.flusher.tickShared = new FrameBatch([frame]);
     } else if (batch.frames.length === taken) batch.frames.push(frame);
     else if (batch.frames[taken] !== frame) this.batch = new FrameBatch([...batch.frames.slice(0, taken), frame]);
     this.taken = taken + 1;
@@ -355,7 +324,7 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
 
   private writeNow(chunk: string | Uint8Array): void {
     if (this.transportGone) return;
-    this.lastWriteAt = flushClock || Date.now();
+    this.lastWriteAt = this.flusher.clock || Date.now();
     let accepted: boolean;
     try {
       accepted = this.transport.write(chunk);
@@ -415,7 +384,7 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
   private finish(reason: CloseReason): void {
     if (this.finished) return;
     this.finished = true;
-    dirty.delete(this);
+    this.flusher.cancel(this);
     this.heartbeats?.delete(this);
     clearTimeout(this.expiryTimer);
     let history = '';

@@ -2,6 +2,7 @@ import { MemoryBackend } from '../backends/memory.js';
 import type { Backend, StoredEvent } from './backend.js';
 import { assertEventName, dataLines, serializeData, utf8Length } from './encoder.js';
 import { SsecastError } from './errors.js';
+import { FlushScheduler } from './flush-scheduler.js';
 import { HeartbeatScheduler } from './heartbeat.js';
 import { formatEventId, MAX_EVENT_ID_LENGTH, parseEventId } from './ids.js';
 import { Subscription, type CloseReason, type Delivery, type SubscriptionOwner } from './subscription.js';
@@ -71,7 +72,7 @@ export interface EventManagerOptions<M extends EventMapBase = any> {
 
 /** Where a failure reported to `onError` came from. */
 export interface HubErrorContext {
-  source: 'onEvent' | 'onClose' | 'onLive' | 'backend.read' | 'backend.close';
+  source: 'onEvent' | 'onClose' | 'onLive' | 'backend.read' | 'backend.close' | 'flush';
 }
 
 export interface SubscribeOptions<M extends EventMapBase = EventMapBase> {
@@ -157,6 +158,7 @@ export class EventManager<M extends EventMapBase = EventMapBase> implements Subs
   private readonly wildcard = new Set<Subscription<M>>();
   private readonly subscriptions = new Set<Subscription<M>>();
   private readonly heartbeats = new Map<number, HeartbeatScheduler>();
+  private flusher: FlushScheduler | undefined;
   private counters = { published: 0, delivered: 0, dropped: 0, resyncs: 0, hookErrors: 0 };
   private readonly onError: ((error: unknown, context: HubErrorContext) => void) | undefined;
   private isClosed = false;
@@ -310,6 +312,15 @@ export class EventManager<M extends EventMapBase = EventMapBase> implements Subs
     let scheduler = this.heartbeats.get(intervalMs);
     if (!scheduler) this.heartbeats.set(intervalMs, (scheduler = new HeartbeatScheduler(intervalMs)));
     return scheduler;
+  }
+
+  /**
+   * The hub's per-tick flush scheduler: the HTTP writer queues each
+   * connection's events here and writes them as one chunk at the end of the
+   * tick. Failures of a flush go to `onError` (source `flush`).
+   */
+  flushScheduler(): FlushScheduler {
+    return (this.flusher ??= new FlushScheduler((error) => this.report(error, { source: 'flush' })));
   }
 
   /**
