@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { EventManager } from '../src/index.js';
 import { createSseHandler } from '../src/adapters/node.js';
-import type { Principal } from '../src/adapters/gate.js';
+import type { Principal } from '../src/http/gate.js';
 import { ADAPTERS, type RequestInfo } from './adapters.js';
 import { cleanupAfterEach, openStream, payloads, sleep, startServer, waitUntil } from './helpers.js';
 import { BACKENDS } from './redis.js';

@@ -9,7 +9,7 @@ import express4 from 'express4';
 import Fastify, { type FastifyRequest } from 'fastify';
 import { createAdaptorServer } from '@hono/node-server';
 import type { EventManager } from '../src/index.js';
-import type { Principal, SseHandlerOptions } from '../src/adapters/gate.js';
+import type { Principal, SseHandlerOptions } from '../src/http/gate.js';
 import { createSseHandler } from '../src/adapters/node.js';
 import { sse } from '../src/adapters/express.js';
 import ssecastFastify from '../src/adapters/fastify.js';

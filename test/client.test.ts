@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { describe, expect, it, vi } from 'vitest';
 import { EventManager, type EventManagerOptions } from '../src/index.js';
 import { createSseHandler } from '../src/adapters/node.js';
-import type { Principal } from '../src/adapters/gate.js';
+import type { Principal } from '../src/http/gate.js';
 import {
   createClient,
   type ClientEvent,

@@ -765,7 +765,7 @@ describe.each(ADAPTERS)('$name under raw fuzzed HTTP requests', (adapter) => {
     await checkConnections(world);
   });
 
-  // A known limitation on Node 20, documented in RELIABILITY.md: @hono/node-server aborts
+  // A known limitation on Node 20, documented in docs/reliability.md: @hono/node-server aborts
   // request.signal on the response's 'close', which Node 20 never emits for a pipelined response
   // still waiting its turn, so the fetch adapter is never told that such a client left (Node 24
   // does emit it). it.fails says so, and turns red the day that changes.

@@ -17,6 +17,16 @@ describe.runIf(built)('the published package (dist/, via the exports map)', () =
     expect(typeof node.createSseHandler).toBe('function');
   });
 
+  it('exposes redaction as ssecast/redact (ESM and CommonJS), and the root lists only the public API', async () => {
+    const redact = await import('ssecast/redact');
+    expect(redact.redactSecrets('token=abcdef123')).toBe('token=[REDACTED]');
+    expect(typeof (require('ssecast/redact') as typeof import('ssecast/redact')).redactDeep).toBe('function');
+    const core = (await import('ssecast')) as Record<string, unknown>;
+    for (const internal of ['redactSecrets', 'ReplayBuffer', 'bySeq', 'toIsoTime', 'isValidStreamName']) expect(core[internal], internal).toBeUndefined();
+    expect(typeof core.Hub).toBe('function');
+    expect(new (core.EventManager as typeof import('ssecast').EventManager)()).toBeInstanceOf(core.Hub as typeof import('ssecast').Hub);
+  });
+
   it('exposes the Express, Fastify and fetch adapters to ESM and CommonJS', async () => {
     const esm = {
       express: await import('ssecast/express'),

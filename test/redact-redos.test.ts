@@ -14,7 +14,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { REDACTED, redactSecrets } from '../src/index.js';
+import { REDACTED, redactSecrets } from '../src/redact/index.js';
 import { commandOutput } from '../bench/fixtures/command-output.mjs';
 
 const KIB = 1024;

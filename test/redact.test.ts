@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { REDACTED, redactDeep, redactSecrets } from '../src/index.js';
+import { REDACTED, redactDeep, redactSecrets } from '../src/redact/index.js';
 import { commandOutput } from '../bench/fixtures/command-output.mjs';
 
 // Fake credentials in the real shapes; none is valid anywhere.

@@ -5,7 +5,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { EventSource } from 'eventsource';
 import { Redis } from 'ioredis';
 import { EventManager, SsecastError, type Subscription } from '../src/index.js';
-import { RedisBackend } from '../src/backends/redis.js';
+import { RedisBackend } from '../src/backends/redis/index.js';
 import { ISO_TIME } from '../src/backends/redis/lua.js';
 import { createSseHandler } from '../src/adapters/node.js';
 import { cleanupAfterEach, openStream, sleep, startServer, waitUntil, type TestServer } from './helpers.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 import { EventManager, type Subscription } from '../src/index.js';
-import { RedisBackend } from '../src/backends/redis.js';
+import { RedisBackend } from '../src/backends/redis/index.js';
 import { cleanupAfterEach, sleep } from './helpers.js';
 import { REDIS_URL, redisBackend, sharedClient } from './redis.js';
 

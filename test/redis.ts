@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach } from 'vitest';
 import { EventManager, type EventManagerOptions } from '../src/index.js';
-import { RedisBackend, type RedisBackendOptions } from '../src/backends/redis.js';
+import { RedisBackend, type RedisBackendOptions } from '../src/backends/redis/index.js';
 
 /** Sends PING on a raw socket; true when a Redis answers within the timeout. */
 export function ping(port: number, host = '127.0.0.1', timeoutMs = 500): Promise<boolean> {

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { MemoryBackend } from '../src/backends/memory.js';
+import { MemoryBackend } from '../src/backends/memory/index.js';
 import type { EventDraft, StoredEvent } from '../src/core/backend.js';
-import { EXPIRED, ReplayBuffer } from '../src/core/replay-buffer.js';
+import { EXPIRED, ReplayBuffer } from '../src/backends/memory/replay-buffer.js';
 
 function ev(seq: number, stream: string, bytes = 10): StoredEvent {
   return { seq, event: { id: `e.${seq}`, stream, type: 't', data: null, timestamp: '' }, frame: 'x', bytes };

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import http2 from 'node:http2';
 import { describe, expect, it } from 'vitest';
 import { EventManager, type EventManagerOptions } from '../src/index.js';
-import type { Principal } from '../src/adapters/gate.js';
+import type { Principal } from '../src/http/gate.js';
 import { cleanupAfterEach, sleep, waitUntil, type ParsedEvent } from './helpers.js';
 import {
   EXPRESS,

@@ -17,7 +17,7 @@ import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { createAdaptorServer } from '@hono/node-server';
 import { createParser } from 'eventsource-parser';
 import type { EventManager } from '../src/index.js';
-import type { Principal, SseHandlerOptions } from '../src/adapters/gate.js';
+import type { Principal, SseHandlerOptions } from '../src/http/gate.js';
 import { createSseHandler } from '../src/adapters/node.js';
 import { sse } from '../src/adapters/express.js';
 import ssecastFastify from '../src/adapters/fastify.js';

@@ -3,7 +3,7 @@
 // example mounts in-process, so the Octokit path runs for real with no account.
 import express from 'express';
 import { Octokit } from '@octokit/rest';
-import { redactSecrets } from 'ssecast';
+import { redactSecrets } from 'ssecast/redact';
 
 /**
  * @typedef {(type: string, data: Record<string, unknown>) => unknown} Emit

@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { redactDeep } from 'ssecast';
+import { redactDeep } from 'ssecast/redact';
 import { GitService } from './git.mjs';
 import { GitHubService } from './github.mjs';
 import { SandboxService } from './sandbox.mjs';

@@ -1,11 +1,11 @@
 import type { Request, RequestHandler } from 'express';
-import type { EventManager } from '../core/event-manager.js';
+import type { Hub } from '../core/hub.js';
 import type { EventMapBase } from '../core/types.js';
-import type { SseHandlerOptions } from './gate.js';
-import { nodeHandler } from './node-stream.js';
+import type { SseHandlerOptions } from '../http/gate.js';
+import { nodeHandler } from '../http/node-stream.js';
 
-export type { Principal, RetryRange, SseHandlerOptions } from './gate.js';
-export type { CompressOptions } from './compression.js';
+export type { Principal, RetryRange, SseHandlerOptions } from '../http/gate.js';
+export type { CompressOptions } from '../http/compression.js';
 
 /**
  * An Express (4 or 5) request handler that serves an event stream. Mount it
@@ -20,7 +20,7 @@ export type { CompressOptions } from './compression.js';
  * @example
  * app.get('/api/v1/sse', sse(hub, { streams: (req) => [req.query.agent_id ?? []].flat().map(String) }));
  */
-export function sse<M extends EventMapBase = EventMapBase>(hub: EventManager<M>, options: SseHandlerOptions<Request> = {}): RequestHandler {
+export function sse<M extends EventMapBase = EventMapBase>(hub: Hub<M>, options: SseHandlerOptions<Request> = {}): RequestHandler {
   // originalUrl is the URL as the client sent it, whatever routers have done to req.url.
   const handle = nodeHandler<M, Request>(hub, options, (req) => req.originalUrl ?? req.url);
   return (req, res) => handle(req, res);

@@ -1,19 +1,19 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import type { EventManager } from '../core/event-manager.js';
+import type { Hub } from '../core/hub.js';
 import type { EventMapBase } from '../core/types.js';
-import { gzipSettings } from './compression.js';
-import type { SseConnection } from './connection.js';
-import { isGone, reject, SseGate, type SseHandlerOptions } from './gate.js';
-import { answer, nodeRequestView, openNodeStream } from './node-stream.js';
-import { rejectionHeaders } from './reject.js';
+import { gzipSettings } from '../http/compression.js';
+import type { SseConnection } from '../http/connection.js';
+import { isGone, reject, SseGate, type SseHandlerOptions } from '../http/gate.js';
+import { answer, nodeRequestView, openNodeStream } from '../http/node-stream.js';
+import { rejectionHeaders } from '../http/reject.js';
 
-export type { Principal, RetryRange, SseHandlerOptions } from './gate.js';
-export type { CompressOptions } from './compression.js';
+export type { Principal, RetryRange, SseHandlerOptions } from '../http/gate.js';
+export type { CompressOptions } from '../http/compression.js';
 
 export interface SsecastFastifyOptions<M extends EventMapBase = EventMapBase> extends SseHandlerOptions<FastifyRequest> {
   /** The hub whose events are served. The plugin does not close it. */
-  hub: EventManager<M>;
+  hub: Hub<M>;
   /** Route of the stream. */
   path: string;
 }

@@ -1,13 +1,13 @@
 import type * as Zlib from 'node:zlib';
-import type { EventManager } from '../core/event-manager.js';
+import type { Hub } from '../core/hub.js';
 import type { EventMapBase } from '../core/types.js';
-import { acceptsGzip, gzipSettings, gzipTransport, type ByteSink } from './compression.js';
-import { SseConnection, type SseTransport } from './connection.js';
-import { isGone, reject, SseGate, type Admission, type SseHandlerOptions } from './gate.js';
-import { rejectionHeaders, streamHeaders, type Rejection } from './reject.js';
+import { acceptsGzip, gzipSettings, gzipTransport, type ByteSink } from '../http/compression.js';
+import { SseConnection, type SseTransport } from '../http/connection.js';
+import { isGone, reject, SseGate, type Admission, type SseHandlerOptions } from '../http/gate.js';
+import { rejectionHeaders, streamHeaders, type Rejection } from '../http/reject.js';
 
-export type { Principal, RetryRange, SseHandlerOptions } from './gate.js';
-export type { CompressOptions } from './compression.js';
+export type { Principal, RetryRange, SseHandlerOptions } from '../http/gate.js';
+export type { CompressOptions } from '../http/compression.js';
 
 /**
  * Bytes the response body may hold before the writer waits for the runtime
@@ -30,7 +30,7 @@ const BODY_HIGH_WATER_MARK = 64 * 1024;
  * export const GET = handler; // Next.js app/api/sse/route.ts
  */
 export function createFetchHandler<M extends EventMapBase = EventMapBase>(
-  hub: EventManager<M>,
+  hub: Hub<M>,
   options: SseHandlerOptions<Request> = {},
 ): (request: Request) => Promise<Response> {
   const gate = new SseGate<Request, M>(hub, options);
@@ -60,7 +60,7 @@ export function createFetchHandler<M extends EventMapBase = EventMapBase>(
 }
 
 function eventStream<M extends EventMapBase>(
-  hub: EventManager<M>,
+  hub: Hub<M>,
   request: Request,
   admission: Admission,
   gzip: { zlib: typeof Zlib; settings: NonNullable<ReturnType<typeof gzipSettings>> } | undefined,

@@ -1,11 +1,11 @@
-import type { EventManager } from '../core/event-manager.js';
+import type { Hub } from '../core/hub.js';
 import type { EventMapBase } from '../core/types.js';
-import type { SseHandlerOptions } from './gate.js';
-import { nodeHandler, type NodeRequest, type NodeResponse } from './node-stream.js';
+import type { SseHandlerOptions } from '../http/gate.js';
+import { nodeHandler, type NodeRequest, type NodeResponse } from '../http/node-stream.js';
 
-export type { Principal, RetryRange, SseHandlerOptions } from './gate.js';
-export type { CompressOptions } from './compression.js';
-export type { NodeRequest, NodeResponse } from './node-stream.js';
+export type { Principal, RetryRange, SseHandlerOptions } from '../http/gate.js';
+export type { CompressOptions } from '../http/compression.js';
+export type { NodeRequest, NodeResponse } from '../http/node-stream.js';
 
 /**
  * An SSE endpoint for `http.createServer`, `https` and the `node:http2`
@@ -17,7 +17,7 @@ export type { NodeRequest, NodeResponse } from './node-stream.js';
  * http.createServer((req, res) => req.url?.startsWith('/events') ? sse(req, res) : res.end()).listen(8000);
  */
 export function createSseHandler<M extends EventMapBase = EventMapBase, Req extends NodeRequest = NodeRequest>(
-  hub: EventManager<M>,
+  hub: Hub<M>,
   options: SseHandlerOptions<Req> = {},
 ): (req: Req, res: NodeResponse) => void {
   return nodeHandler(hub, options);

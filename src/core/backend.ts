@@ -97,3 +97,8 @@ export interface Backend {
 export function frameFor(id: string, body: string): string {
   return `id: ${id}\n${body}\n`;
 }
+
+/** Orders stored events by their place in the hub's sequence (for merging per-stream reads). */
+export function bySeq(a: StoredEvent, b: StoredEvent): number {
+  return a.seq - b.seq;
+}

@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import * as zlib from 'node:zlib';
-import type { EventManager } from '../core/event-manager.js';
+import type { Hub } from '../core/hub.js';
 import type { CloseReason } from '../core/subscription.js';
 import type { EventMapBase } from '../core/types.js';
 import { acceptsGzip, gzipSettings, gzipTransport, type CompressOptions } from './compression.js';
@@ -57,7 +57,7 @@ export function watchGone(req: NodeRequest, res: NodeResponse): () => boolean {
  * request options are read from. Nothing it does throws out of the handler.
  */
 export function nodeHandler<M extends EventMapBase, Req extends NodeRequest>(
-  hub: EventManager<M>,
+  hub: Hub<M>,
   options: SseHandlerOptions<Req>,
   urlOf: (req: Req) => string | undefined = (req) => req.url,
 ): (req: Req, res: NodeResponse) => void {
@@ -112,7 +112,7 @@ export function answer(res: NodeResponse, rejection: Rejection): void {
  * connection. Shared by the node:http, Express and Fastify adapters.
  */
 export function openNodeStream<M extends EventMapBase>(
-  hub: EventManager<M>,
+  hub: Hub<M>,
   req: NodeRequest,
   res: NodeResponse,
   admission: Admission,
@@ -191,7 +191,14 @@ function nodeTransport(res: NodeResponse, http2: boolean): SseTransport & { writ
     get bufferedBytes() {
       return writable.writableLength ?? 0;
     },
-    end: () => res.end(),
+    end: () => {
+      res.end();
+      if (http2) return;
+      // The connection closes once the end is flushed, instead of idling for keepAliveTimeout
+      // (the headers said keep-alive) and holding server.close() open after a shutdown.
+      const socket = (res as ServerResponse).socket;
+      res.once('finish', () => socket?.end());
+    },
     abort: () => teardown(res, http2),
   };
 }

@@ -1,12 +1,14 @@
-import type { EventManager } from '../core/event-manager.js';
+import type { Hub } from '../core/hub.js';
 import type { EventMapBase } from '../core/types.js';
 import { nonNegativeInt, positiveInt } from '../core/validate.js';
+import { UnsentBudget } from './budget.js';
 import type { ConnectionOptions } from './connection.js';
 import type { CompressOption } from './compression.js';
 import { reject, type Rejection } from './reject.js';
 import { checkStreams, isRejection, parseRequestOptions } from './request-options.js';
 
 export { reject, type Rejection } from './reject.js';
+export { UnsentBudget } from './budget.js';
 
 /** Who is asking, and which streams they may read. */
 export interface Principal {
@@ -132,16 +134,6 @@ export interface Admission {
   release(): void;
 }
 
-/** Unsent bytes of a handler's connections together, against `maxTotalUnsentBytes`. */
-export class UnsentBudget {
-  total = 0;
-  constructor(readonly max: number) {}
-  /** True when over the budget: a connection that is behind should go. */
-  get exceeded(): boolean {
-    return this.total > this.max;
-  }
-}
-
 const GONE: Gone = Object.freeze({ ok: false, gone: true });
 
 /**
@@ -150,7 +142,7 @@ const GONE: Gone = Object.freeze({ ok: false, gone: true });
  * per-principal connection counts of one handler.
  */
 export class SseGate<Req, M extends EventMapBase = EventMapBase> {
-  private readonly hub: EventManager<M>;
+  private readonly hub: Hub<M>;
   private readonly options: SseHandlerOptions<Req>;
   private readonly perPrincipal = new Map<string, number>();
   private readonly perClient = new Map<string, number>();
@@ -164,7 +156,7 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
   private readonly heartbeatMs: number;
   private readonly maxUnsentBytes: number;
 
-  constructor(hub: EventManager<M>, options: SseHandlerOptions<Req> = {}) {
+  constructor(hub: Hub<M>, options: SseHandlerOptions<Req> = {}) {
     this.hub = hub;
     this.options = options;
     this.maxPerPrincipal = positiveInt(options.maxConnectionsPerPrincipal ?? 10, 'maxConnectionsPerPrincipal');
@@ -209,8 +201,9 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
     if (view.method !== 'GET') return reject(405, `${String(view.method).slice(0, 32)} is not allowed; open the stream with GET`, { allow: 'GET' });
     if (this.hub.closed) return reject(503, 'the event hub is shutting down', { 'retry-after': '5' });
     if (this.open >= this.maxConnections) return reject(503, 'too many open streams on this server; try again shortly', { 'retry-after': '10' });
-    // Over the total budget, a new stream (and its history) would only add to it.
-    if (this.budget.exceeded) return reject(503, 'the server is holding too much unsent data; try again shortly', { 'retry-after': '10' });
+    // Over the total budget: the connections that are behind go first; only when none can, a new
+    // stream (which would only add to it) is refused.
+    if (!this.budget.shed()) return reject(503, 'the server is holding too much unsent data; try again shortly', { 'retry-after': '10' });
 
     let url: URL;
     try {

@@ -1,4 +1,4 @@
-import { isValidStreamName, MAX_STREAM_NAME_LENGTH, toIsoTime } from '../core/event-manager.js';
+import { isValidStreamName, MAX_STREAM_NAME_LENGTH, toIsoTime } from '../core/hub.js';
 import { reject, type Rejection } from './reject.js';
 
 /** A Last-Event-ID longer than this is not an id that anyone issued: 400. */

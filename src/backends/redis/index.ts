@@ -1,12 +1,11 @@
 import type { Redis, RedisOptions } from 'ioredis';
-import type { Backend, BackendContext, EventDraft, ReadQuery, ReadResult, StoredEvent } from '../core/backend.js';
-import { newEpoch, type EventCursor } from '../core/ids.js';
-import { bySeq } from '../core/replay-buffer.js';
-import type { ResyncReason } from '../core/types.js';
-import { positiveInt } from '../core/validate.js';
-import { encodeData, fromFanout, fromHistory, parseFanout, storedEvent, type RawEntry } from './redis/entries.js';
-import { FanoutReader, type Position } from './redis/fanout-reader.js';
-import { APPEND, ENSURE_EPOCH, READ, SWEEP } from './redis/lua.js';
+import { bySeq, type Backend, type BackendContext, type EventDraft, type ReadQuery, type ReadResult, type StoredEvent } from '../../core/backend.js';
+import { newEpoch, type EventCursor } from '../../core/ids.js';
+import type { ResyncReason } from '../../core/types.js';
+import { positiveInt } from '../../core/validate.js';
+import { encodeData, fromFanout, fromHistory, parseFanout, storedEvent, type RawEntry } from './entries.js';
+import { FanoutReader, type Position } from './fanout-reader.js';
+import { APPEND, ENSURE_EPOCH, READ, SWEEP } from './lua.js';
 
 export interface RedisBackendOptions {
   /**

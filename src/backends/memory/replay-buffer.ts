@@ -1,5 +1,5 @@
-import type { StoredEvent } from './backend.js';
-import { nonNegativeInt, positiveInt } from './validate.js';
+import { bySeq, type StoredEvent } from '../../core/backend.js';
+import { nonNegativeInt, positiveInt } from '../../core/validate.js';
 
 /** Bounds of a {@link ReplayBuffer}. Every one has a default; none is unbounded. */
 export interface ReplayBufferOptions {
@@ -297,6 +297,3 @@ export class ReplayBuffer {
   }
 }
 
-export function bySeq(a: StoredEvent, b: StoredEvent): number {
-  return a.seq - b.seq;
-}

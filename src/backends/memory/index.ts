@@ -1,7 +1,7 @@
-import { utf8Length } from '../core/encoder.js';
-import { frameFor, type Backend, type BackendContext, type EventDraft, type ReadQuery, type ReadResult, type StoredEvent } from '../core/backend.js';
-import { formatEventId, isValidEpoch, newEpoch } from '../core/ids.js';
-import { bySeq, EXPIRED, ReplayBuffer, type ReplayBufferOptions } from '../core/replay-buffer.js';
+import { utf8Length } from '../../core/encoder.js';
+import { bySeq, frameFor, type Backend, type BackendContext, type EventDraft, type ReadQuery, type ReadResult, type StoredEvent } from '../../core/backend.js';
+import { formatEventId, isValidEpoch, newEpoch } from '../../core/ids.js';
+import { EXPIRED, ReplayBuffer, type ReplayBufferOptions } from './replay-buffer.js';
 
 export interface MemoryBackendOptions extends Omit<ReplayBufferOptions, 'isPinned'> {
   /** Fixed epoch, for tests. @defaultValue a new one per backend */

@@ -1,4 +1,3 @@
-import { MemoryBackend } from '../backends/memory.js';
 import type { Backend, StoredEvent } from './backend.js';
 import { assertEventName, dataLines, serializeData, utf8Length } from './encoder.js';
 import { SsecastError } from './errors.js';
@@ -17,22 +16,9 @@ const CLOSE_DRAIN_MS = 2000;
 export const MAX_STREAM_NAME_LENGTH = 256;
 
 // `any` by default, so options typed without an event map still fit a typed hub.
-export interface EventManagerOptions<M extends EventMapBase = any> {
-  /**
-   * Where events are stored and how instances share them.
-   * @defaultValue a `MemoryBackend` built from the history options below
-   */
-  backend?: Backend;
-  /** Events kept per stream for replay and resume (memory backend). @defaultValue 100 */
-  historySize?: number;
-  /** Bytes kept per stream (memory backend). @defaultValue 262144 (256 KiB) */
-  historyBytes?: number;
-  /** Bytes kept across all streams (memory backend). @defaultValue 67108864 (64 MiB) */
-  historyTotalBytes?: number;
-  /** Streams whose history is kept; least recently used ones without subscribers go first (memory backend). @defaultValue 10000 */
-  maxStreams?: number;
-  /** History of a stream untouched for this long is dropped (memory backend). @defaultValue 3600000 (1 h) */
-  streamIdleTtlMs?: number;
+export interface HubOptions<M extends EventMapBase = any> {
+  /** Where events are stored and how instances share them (`MemoryBackend`, `RedisBackend`, or your own). */
+  backend: Backend;
   /** Events replayed per stream to a subscriber that has no Last-Event-ID. @defaultValue 10 */
   replay?: number;
   /** Idle time after which a connection gets a `:heartbeat` comment. @defaultValue 30000 */
@@ -55,8 +41,8 @@ export interface EventManagerOptions<M extends EventMapBase = any> {
    * The largest event accepted, in UTF-8 bytes of its `event:` and `data:`
    * lines. `publish` rejects a larger one (`ERR_EVENT_TOO_LARGE`) and stores
    * and sends nothing: one oversize event in history would otherwise cut off
-   * every connection that replays it. Must not exceed `historyBytes`, and an
-   * adapter refuses a `maxUnsentBytes` that could not hold one such event.
+   * every connection that replays it. An adapter refuses a `maxUnsentBytes`
+   * that could not hold one such event.
    * @defaultValue 65536 (64 KiB)
    */
   maxEventBytes?: number;
@@ -68,6 +54,14 @@ export interface EventManagerOptions<M extends EventMapBase = any> {
    * @defaultValue logs with `console.error`
    */
   onError?: (error: unknown, context: HubErrorContext) => void;
+}
+
+/** The hub's settings, with their defaults applied. */
+export interface HubSettings {
+  replay: number;
+  heartbeatMs: number;
+  maxQueue: number;
+  maxEventBytes: number;
 }
 
 /** Where a failure reported to `onError` came from. */
@@ -132,7 +126,7 @@ export interface HubStats {
   dropped: number;
   /** Resume requests answered with `resync`. */
   resyncs: number;
-  /** User callbacks (and backend teardown) that threw and were reported to `onError`. */
+  /** Failures reported to `onError`: user callbacks that threw, history reads, backend teardown, flushes. */
   hookErrors: number;
   /** What the backend reports (retained streams, events and bytes for memory). */
   [backendStat: string]: number;
@@ -146,12 +140,12 @@ export interface HubStats {
  *
  * @example
  * type Events = { git_operation: { operation: string; progress: number } };
- * const hub = new EventManager<Events>();
+ * const hub = new Hub<Events>({ backend: new MemoryBackend() }); // or new EventManager<Events>()
  * await hub.publish('agent-1', 'git_operation', { operation: 'clone', progress: 45 });
  * for await (const event of hub.subscribe({ streams: ['agent-1'] })) console.log(event);
  */
-export class EventManager<M extends EventMapBase = EventMapBase> implements SubscriptionOwner {
-  readonly options: Readonly<Required<Omit<EventManagerOptions, 'backend' | 'schemas' | 'allowUnvalidatedTypes' | 'onError'>>>;
+export class Hub<M extends EventMapBase = EventMapBase> implements SubscriptionOwner {
+  readonly options: Readonly<HubSettings>;
   readonly backend: Backend;
   private readonly opened: Promise<void>;
   private readonly byStream = new Map<string, Set<Subscription<M>>>();
@@ -168,15 +162,13 @@ export class EventManager<M extends EventMapBase = EventMapBase> implements Subs
   private readonly schemas: ReadonlyMap<string, StandardSchemaV1> | undefined;
   private readonly allowUnvalidatedTypes: boolean;
 
-  constructor(options: EventManagerOptions<M> = {}) {
+  constructor(options: HubOptions<M>) {
+    if (!options || typeof options.backend?.open !== 'function') {
+      throw new TypeError('Hub needs { backend }: a MemoryBackend, a RedisBackend or your own (EventManager wires a MemoryBackend for you)');
+    }
     this.schemas = checkSchemas(options.schemas);
     this.allowUnvalidatedTypes = options.allowUnvalidatedTypes === true;
     this.options = {
-      historySize: options.historySize ?? 100,
-      historyBytes: options.historyBytes ?? 256 * 1024,
-      historyTotalBytes: options.historyTotalBytes ?? 64 * 1024 * 1024,
-      maxStreams: options.maxStreams ?? 10_000,
-      streamIdleTtlMs: options.streamIdleTtlMs ?? 60 * 60 * 1000,
       replay: nonNegativeInt(options.replay ?? 10, 'replay'),
       heartbeatMs: nonNegativeInt(options.heartbeatMs ?? 30_000, 'heartbeatMs'),
       maxQueue: nonNegativeInt(options.maxQueue ?? 1000, 'maxQueue'),
@@ -184,21 +176,7 @@ export class EventManager<M extends EventMapBase = EventMapBase> implements Subs
     };
     if (options.onError !== undefined && typeof options.onError !== 'function') throw new TypeError('onError must be a function');
     this.onError = options.onError;
-    // An event the history cannot hold would be stored and trimmed at once, or evict everything else.
-    if (!options.backend && this.options.maxEventBytes > Math.min(this.options.historyBytes, this.options.historyTotalBytes)) {
-      throw new TypeError(
-        `maxEventBytes (${this.options.maxEventBytes}) must not exceed historyBytes (${this.options.historyBytes}) or historyTotalBytes (${this.options.historyTotalBytes})`,
-      );
-    }
-    this.backend =
-      options.backend ??
-      new MemoryBackend({
-        maxEventsPerStream: this.options.historySize,
-        maxBytesPerStream: this.options.historyBytes,
-        maxTotalBytes: this.options.historyTotalBytes,
-        maxStreams: this.options.maxStreams,
-        idleTtlMs: this.options.streamIdleTtlMs,
-      });
+    this.backend = options.backend;
     this.opened = this.backend.open({
       deliver: (event) => this.fanOut(event),
       hasSubscribers: (stream) => this.byStream.has(stream),

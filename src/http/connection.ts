@@ -1,10 +1,10 @@
 import { formatEvent } from '../core/encoder.js';
-import type { EventManager } from '../core/event-manager.js';
+import type { Hub } from '../core/hub.js';
 import type { HeartbeatScheduler, HeartbeatTarget } from '../core/heartbeat.js';
 import type { CloseReason, Delivery, Subscription } from '../core/subscription.js';
 import type { FlushScheduler } from '../core/flush-scheduler.js';
 import type { EventMapBase } from '../core/types.js';
-import type { UnsentBudget } from './gate.js';
+import type { BudgetHolder, UnsentBudget } from './budget.js';
 
 /**
  * What a framework's response becomes: the only surface the writer needs.
@@ -102,13 +102,13 @@ const utf8 = new TextEncoder();
  * with heartbeats and, when anything ends the connection, removes every
  * subscription, timer registration and queue entry it made.
  */
-export class SseConnection<M extends EventMapBase = EventMapBase> implements HeartbeatTarget {
+export class SseConnection<M extends EventMapBase = EventMapBase> implements HeartbeatTarget, BudgetHolder {
   lastWriteAt = Date.now();
   private readonly transport: SseTransport;
   /** The hub's per-tick flush: events of one tick go out as one write per connection. */
   private readonly flusher: FlushScheduler;
   private readonly options: ConnectionOptions;
-  private readonly hub: EventManager<M>;
+  private readonly hub: Hub<M>;
   private subscription: Subscription<M> | undefined;
   private heartbeats: HeartbeatScheduler | undefined;
   /** What is queued: the first `taken` frames of `batch`. */
@@ -139,11 +139,12 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
   private backlog: Delivery[] | undefined;
   private backlogAt = 0;
   private backlogBytes = 0;
+  private flushing = false;
   /** What this connection counts in the shared budget now. */
   private counted = 0;
   private endGrace: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(hub: EventManager<M>, transport: SseTransport, options: ConnectionOptions) {
+  constructor(hub: Hub<M>, transport: SseTransport, options: ConnectionOptions) {
     this.hub = hub;
     this.transport = transport;
     this.flusher = hub.flushScheduler();
@@ -228,15 +229,22 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
   /** @internal called by the shared flush */
   flush(): void {
     this.scheduled = false;
-    if (this.finished || this.blocked) return;
-    if (this.backlog && !this.writeBacklog()) return;
-    if (this.taken === 0) return;
-    const chunk = (this.batch as FrameBatch).chunk(this.taken);
-    this.batch = undefined;
-    this.taken = 0;
-    this.pendingBytes = 0;
-    this.writeNow(chunk);
-    this.account();
+    // A transport may call drained() from inside write() (a fetch body read at once): the flush
+    // in progress carries on, and a nested one would write the same backlog chunk twice.
+    if (this.finished || this.blocked || this.flushing) return;
+    this.flushing = true;
+    try {
+      if (this.backlog && !this.writeBacklog()) return;
+      if (this.taken === 0) return;
+      const chunk = (this.batch as FrameBatch).chunk(this.taken);
+      this.batch = undefined;
+      this.taken = 0;
+      this.pendingBytes = 0;
+      this.writeNow(chunk);
+      this.account();
+    } finally {
+      this.flushing = false;
+    }
   }
 
   /** Writes the backlog a chunk at a time while the transport takes it; true once it is all written. */
@@ -288,17 +296,31 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
   }
 
   /**
-   * Over the handler's total budget, a connection that is behind goes: its transport is full
-   * (a fast reader with a burst queued for this tick is not behind) and it holds 64 KiB or more.
-   * True if it went.
+   * Over the handler's total budget, the connections that are behind go, largest first (this one
+   * too if it is among them): true if this one went.
    */
   private overBudget(): boolean {
     const budget = this.options.budget;
     if (!budget) return false;
     this.account();
-    if (!budget.exceeded || !this.blocked || this.counted < BEHIND_BYTES) return false;
+    if (!budget.exceeded) return false;
+    budget.shed();
+    return this.finished;
+  }
+
+  /** @internal BudgetHolder */
+  budgetShare(): number {
+    return this.counted;
+  }
+
+  /** @internal BudgetHolder: its transport is full and it holds 64 KiB or more (a fast reader with a burst queued is not behind). */
+  isBehind(): boolean {
+    return !this.finished && this.blocked && this.counted >= BEHIND_BYTES;
+  }
+
+  /** @internal BudgetHolder */
+  shed(): void {
     this.subscription?.close('slow_consumer');
-    return true;
   }
 
   private schedule(): void {
@@ -351,8 +373,10 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
     if (!budget) return;
     // What the transport holds counts only while it is over its high-water mark (blocked): below
     // it, the count from the last write goes stale as the socket drains, and would only inflate.
-    const now = this.finished ? 0 : this.pendingBytes + this.backlogBytes + (this.blocked ? this.bufferedAtWrite : 0);
-    budget.total += now - this.counted;
+    // History not written yet is not counted: see UnsentBudget.
+    const now = this.finished ? 0 : this.pendingBytes + (this.blocked ? this.bufferedAtWrite : 0);
+    if (now === this.counted) return;
+    budget.update(this, this.counted, now);
     this.counted = now;
   }
 
@@ -387,9 +411,10 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
     this.flusher.cancel(this);
     this.heartbeats?.delete(this);
     clearTimeout(this.expiryTimer);
-    let history = '';
-    if (this.backlog) for (let i = this.backlogAt; i < this.backlog.length; i++) history += (this.backlog[i] as Delivery).frame;
-    const unsent = this.taken > 0 ? (this.batch as FrameBatch).chunk(this.taken) : undefined;
+    // History not written yet is not copied into the socket at the end: the client resumes from its
+    // last complete event, and live events queued behind that history wait for it too.
+    const midHistory = this.backlog !== undefined;
+    const unsent = this.taken > 0 && !midHistory ? (this.batch as FrameBatch).chunk(this.taken) : undefined;
     this.backlog = undefined;
     this.backlogAt = 0;
     this.backlogBytes = 0;
@@ -401,7 +426,6 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
       if (reason === 'hub_closed' || reason === 'closed' || reason === 'interrupted' || reason === 'expired') {
         // A clean end delivers what was already accepted for this client.
         this.safely(() => {
-          if (history) this.transport.write(history);
           if (unsent) this.transport.write(unsent);
           if (reason === 'expired') this.transport.write(EXPIRED);
           this.transport.end();
