@@ -676,8 +676,55 @@ describe('options', () => {
     for (let n = 0; n < 20; n++) await hub.publish('a', 'tick', { n });
     await waitUntil(() => heard.length === 20, 5000, 'twenty events');
     expect(heard).toEqual(range(0, 20));
-    await expect(iterator.next()).rejects.toMatchObject({ code: 'ERR_SLOW_CONSUMER' });
+    // It is judged after it had its turn: 100 ms without taking anything.
+    await sleep(300);
+    await expect(iterator.next()).rejects.toMatchObject({ code: 'ERR_SLOW_CONSUMER', lastEventId: undefined });
     expect(client.status).toBe('open');
+  });
+
+  it('lets an iterator that is awaiting take a burst larger than maxQueue that arrives in one chunk', async () => {
+    const hub = new EventManager<Events>();
+    const server = await startServer(createSseHandler(hub, { retryMs: 10 }));
+    cleanups.push(() => server.close(), () => hub.close());
+    const { client } = open(`${server.url}/?stream=a`, { maxQueue: 100 });
+    const got: number[] = [];
+    const done = (async () => {
+      for await (const event of client) {
+        if (event.type === 'tick') got.push(event.data.n);
+        if (got.length === 1500) break;
+      }
+    })();
+    await waitUntil(() => hub.stats().connections === 1, 5000, 'connected');
+    // 1,500 events in one tick: one write, read as a few chunks of hundreds of events each.
+    await Promise.all(range(0, 1500).map((n) => hub.publish('a', 'tick', { n })));
+    await done;
+    expect(got).toEqual(range(0, 1500));
+  });
+
+  it('names the last event the iterator took in ERR_SLOW_CONSUMER: resuming from it skips nothing', async () => {
+    const hub = new EventManager<Events>();
+    const server = await startServer(createSseHandler(hub, { retryMs: 10 }));
+    cleanups.push(() => server.close(), () => hub.close());
+    const { client } = open(`${server.url}/?stream=a`, { maxQueue: 10 });
+    const iterator = client[Symbol.asyncIterator]();
+    await waitUntil(() => hub.stats().connections === 1, 5000, 'connected');
+    for (let n = 0; n < 3; n++) await hub.publish('a', 'tick', { n });
+    const taken: number[] = [];
+    for (let i = 0; i < 3; i++) taken.push(((await iterator.next()).value as { data: { n: number } }).data.n);
+    // Now it stops taking, and 17 more arrive.
+    for (let n = 3; n < 20; n++) await hub.publish('a', 'tick', { n });
+    await sleep(300);
+    const error = await iterator.next().catch((caught: unknown) => caught);
+    expect(error).toMatchObject({ code: 'ERR_SLOW_CONSUMER' });
+    const resumeFrom = (error as { lastEventId?: string }).lastEventId;
+    expect((error as Error).message).toContain(JSON.stringify(resumeFrom));
+    const again = open(`${server.url}/?stream=a`, { lastEventId: resumeFrom }).client;
+    const rest: number[] = [];
+    for await (const event of again) {
+      if (event.type === 'tick') rest.push(event.data.n);
+      if (rest.length === 17) break;
+    }
+    expect([...taken, ...rest]).toEqual(range(0, 20));
   });
 
   it('keeps the stream going when a listener throws, and reports ERR_LISTENER', async () => {

@@ -104,6 +104,8 @@ interface Outcome {
 
 interface IteratorState {
   queue: ClientEvent[];
+  /** The id of the last event this iterator took: where a resume after ERR_SLOW_CONSUMER starts. */
+  consumed: string | undefined;
   wake: (() => void) | undefined;
   error: SseClientError | undefined;
   done: boolean;
@@ -117,6 +119,9 @@ const MAX_TEXT_BODY = 1024;
 const MAX_TEXT_MESSAGE = 200;
 /** setTimeout fires at once for a longer delay. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** How often, and for how long without progress, an iterator over maxQueue is watched before it fails. */
+const ITERATOR_POLL_MS = 10;
+const ITERATOR_STALL_MS = 100;
 const DEFAULTS = { heartbeatTimeoutMs: 60_000, maxEventBytes: 4 * 1024 * 1024, maxQueue: 1000 };
 
 /**
@@ -236,7 +241,7 @@ export class SseClient<M extends EventMapBase = EventMapBase> implements AsyncIt
    * loop early stops this iterator, not the client.
    */
   [Symbol.asyncIterator](): AsyncIterator<ClientEventOf<M>> {
-    const state: IteratorState = { queue: [], wake: undefined, error: undefined, done: this.currentStatus === 'closed' };
+    const state: IteratorState = { queue: [], consumed: this.last, wake: undefined, error: undefined, done: this.currentStatus === 'closed' };
     if (state.done) state.error = this.fatal;
     else this.iterators.add(state);
     const end = () => {
@@ -248,7 +253,10 @@ export class SseClient<M extends EventMapBase = EventMapBase> implements AsyncIt
       next: async () => {
         for (;;) {
           const event = state.queue.shift();
-          if (event) return { value: event as ClientEventOf<M>, done: false };
+          if (event) {
+            if (event.id !== undefined) state.consumed = event.id;
+            return { value: event as ClientEventOf<M>, done: false };
+          }
           if (state.error) {
             const error = state.error;
             end();
@@ -374,6 +382,8 @@ export class SseClient<M extends EventMapBase = EventMapBase> implements AsyncIt
         parser.feed(decoder.decode(value, { stream: true }));
         if (!failure && parser.buffered > this.maxEventBytes) failure = tooLarge();
         if (failure || this.isClosed()) break;
+        // One chunk can carry more than maxQueue events: an iterator gets its turn before it is judged.
+        await this.letIteratorsCatchUp();
       }
     } finally {
       reader.cancel().catch(() => {});
@@ -439,13 +449,41 @@ export class SseClient<M extends EventMapBase = EventMapBase> implements AsyncIt
         }
       }
     }
+    // Queued whatever the count: the bound is judged between reads (letIteratorsCatchUp).
     for (const state of this.iterators) {
-      if (state.queue.length >= this.maxQueue) {
-        state.error = new SseClientError('ERR_SLOW_CONSUMER', `an iterator fell ${this.maxQueue} events behind; iterate again with lastEventId ${JSON.stringify(this.last ?? null)}`);
+      state.queue.push(event);
+      state.wake?.();
+    }
+  }
+
+  /**
+   * Reading waits while an iterator holds more than `maxQueue` events and is
+   * working through them; one that takes nothing for `ITERATOR_STALL_MS`
+   * fails with `ERR_SLOW_CONSUMER`, naming the last event it took.
+   */
+  private async letIteratorsCatchUp(): Promise<void> {
+    let stalledFor = 0;
+    for (;;) {
+      const over = [...this.iterators].filter((state) => state.queue.length > this.maxQueue);
+      if (over.length === 0 || this.isClosed()) return;
+      const lengths = over.map((state) => state.queue.length);
+      await new Promise((resolve) => setTimeout(resolve, ITERATOR_POLL_MS));
+      const progressed = over.some((state, i) => state.queue.length < (lengths[i] as number));
+      stalledFor = progressed ? 0 : stalledFor + ITERATOR_POLL_MS;
+      if (stalledFor < ITERATOR_STALL_MS) continue;
+      for (const state of over) {
+        if (state.queue.length <= this.maxQueue) continue;
+        const resumeFrom = state.consumed;
+        state.error = new SseClientError(
+          'ERR_SLOW_CONSUMER',
+          `an iterator fell more than ${this.maxQueue} events behind and took none for ${ITERATOR_STALL_MS} ms; iterate again with lastEventId ${JSON.stringify(resumeFrom ?? null)}`,
+          { lastEventId: resumeFrom },
+        );
         state.queue.length = 0;
         this.iterators.delete(state);
-      } else state.queue.push(event);
-      state.wake?.();
+        state.wake?.();
+      }
+      stalledFor = 0;
     }
   }
 

@@ -21,6 +21,7 @@ export interface SseClientErrorDetails {
   status?: number | undefined;
   serverMessage?: string | undefined;
   willRetry?: boolean | undefined;
+  lastEventId?: string | undefined;
   cause?: unknown;
 }
 
@@ -38,6 +39,8 @@ export class SseClientError extends Error {
   readonly serverMessage: string | undefined;
   /** True when the client will try again by itself. */
   readonly willRetry: boolean;
+  /** For `ERR_SLOW_CONSUMER`: the id of the last event the iterator took; resume from it and nothing is skipped. */
+  readonly lastEventId: string | undefined;
 
   constructor(code: SseClientErrorCode, message: string, details: SseClientErrorDetails = {}) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause });
@@ -46,5 +49,6 @@ export class SseClientError extends Error {
     this.status = details.status;
     this.serverMessage = details.serverMessage;
     this.willRetry = details.willRetry ?? (code === 'ERR_NETWORK' || code === 'ERR_STALE');
+    this.lastEventId = details.lastEventId;
   }
 }
