@@ -1,5 +1,5 @@
 // `npm run bench:reliability [-- --quick] [--only storm-memory,spread,…]`: every
-// reliability case of RELIABILITY.md in one run, one after the other (each
+// reliability case of docs/reliability.md in one run, one after the other (each
 // starts and stops its own processes), with each case's criteria checked.
 // Writes bench/results/reliability.{json,md}; exits 1 when a criterion fails.
 import fs from 'node:fs/promises';
