@@ -411,10 +411,17 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
     this.flusher.cancel(this);
     this.heartbeats?.delete(this);
     clearTimeout(this.expiryTimer);
-    // History not written yet is not copied into the socket at the end: the client resumes from its
-    // last complete event, and live events queued behind that history wait for it too.
-    const midHistory = this.backlog !== undefined;
-    const unsent = this.taken > 0 && !midHistory ? (this.batch as FrameBatch).chunk(this.taken) : undefined;
+    // What was accepted for this client is sent before a clean end, within what it may hold unsent:
+    // a longer history is not copied into the socket at the end (the client resumes from its last
+    // complete event), and the live events queued behind it wait for it too.
+    let history = '';
+    let deliverQueued = true;
+    if (this.backlog) {
+      if (this.backlogBytes + this.pendingBytes <= this.maxUnsentBytes) {
+        for (let i = this.backlogAt; i < this.backlog.length; i++) history += (this.backlog[i] as Delivery).frame;
+      } else deliverQueued = false;
+    }
+    const unsent = this.taken > 0 && deliverQueued ? (this.batch as FrameBatch).chunk(this.taken) : undefined;
     this.backlog = undefined;
     this.backlogAt = 0;
     this.backlogBytes = 0;
@@ -426,6 +433,7 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
       if (reason === 'hub_closed' || reason === 'closed' || reason === 'interrupted' || reason === 'expired') {
         // A clean end delivers what was already accepted for this client.
         this.safely(() => {
+          if (history) this.transport.write(history);
           if (unsent) this.transport.write(unsent);
           if (reason === 'expired') this.transport.write(EXPIRED);
           this.transport.end();
