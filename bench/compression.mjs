@@ -25,7 +25,14 @@ const payloads = lines.map((line, i) => ({
 /** Streams the workload to `connections` clients; returns bytes on the wire and server CPU. */
 async function run(compress, acceptEncoding) {
   const hub = new EventManager({ replay: 0, heartbeatMs: 0 });
-  const server = http.createServer(createSseHandler(hub, { compress, maxConnectionsPerPrincipal: connections, maxConnectionsPerClient: Infinity, maxConnections: Infinity }));
+  const server = http.createServer(
+    createSseHandler(hub, {
+      compress,
+      maxConnectionsPerPrincipal: connections,
+      maxConnectionsPerClient: Infinity,
+      maxConnections: Infinity,
+    }),
+  );
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address();
   global.gc?.();
@@ -35,11 +42,14 @@ async function run(compress, acceptEncoding) {
   for (let i = 0; i < connections; i++) {
     received.push(
       new Promise((resolve, reject) => {
-        const request = http.get({ port, host: '127.0.0.1', path: '/?stream=agent-1', headers: { 'accept-encoding': acceptEncoding } }, (res) => {
-          let bytes = 0;
-          res.on('data', (chunk) => (bytes += chunk.length));
-          res.on('end', () => resolve({ bytes, encoding: res.headers['content-encoding'] ?? 'identity' }));
-        });
+        const request = http.get(
+          { port, host: '127.0.0.1', path: '/?stream=agent-1', headers: { 'accept-encoding': acceptEncoding } },
+          (res) => {
+            let bytes = 0;
+            res.on('data', (chunk) => (bytes += chunk.length));
+            res.on('end', () => resolve({ bytes, encoding: res.headers['content-encoding'] ?? 'identity' }));
+          },
+        );
         request.on('error', reject);
         requests.push(request);
       }),
@@ -88,8 +98,16 @@ for (const [label, compress] of [
 }
 
 const rawBytes = identity.bytesPerClient;
-console.log(`command-output workload: ${events} command_output events, ${connections} connections, ${(rawBytes / 1024).toFixed(0)} KiB per client uncompressed`);
-console.log('setting'.padEnd(54), 'bytes/client'.padStart(12), 'saved'.padStart(7), 'µs CPU/delivery'.padStart(16), '+RSS KiB/conn'.padStart(14));
+console.log(
+  `command-output workload: ${events} command_output events, ${connections} connections, ${(rawBytes / 1024).toFixed(0)} KiB per client uncompressed`,
+);
+console.log(
+  'setting'.padEnd(54),
+  'bytes/client'.padStart(12),
+  'saved'.padStart(7),
+  'µs CPU/delivery'.padStart(16),
+  '+RSS KiB/conn'.padStart(14),
+);
 for (const row of rows) {
   row.savedPercent = Number((100 * (1 - row.bytesPerClient / rawBytes)).toFixed(1));
   row.extraRssPerConnectionKiB = Math.max(0, row.rssPerConnectionKiB - identity.rssPerConnectionKiB);

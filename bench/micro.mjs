@@ -149,18 +149,38 @@ try {
     // `sink` keeps each result observable so the call cannot be optimised away.
     let sink = 0;
     const encoder = { options: ENCODER_OPTIONS };
-    await measure('encoder', 'formatEvent: 100 B JSON string', () => {
-      sink += formatEvent({ event: 'tick', id: 'abc.123', data: payload.json }).length;
-    }, encoder);
-    await measure('encoder', 'formatEvent: object (JSON-serialised)', () => {
-      sink += formatEvent({ event: 'tick', id: 'abc.123', data: payload.object }).length;
-    }, encoder);
-    await measure('encoder', `formatEvent: 4 KiB, ${lineCount} LF/CRLF lines`, () => {
-      sink += formatEvent({ event: 'command_output', id: 'abc.123', data: multiLine }).length;
-    }, encoder);
-    await measure('encoder', 'formatEvent: comment', () => {
-      sink += formatEvent({ comment: 'keep-alive' }).length;
-    }, encoder);
+    await measure(
+      'encoder',
+      'formatEvent: 100 B JSON string',
+      () => {
+        sink += formatEvent({ event: 'tick', id: 'abc.123', data: payload.json }).length;
+      },
+      encoder,
+    );
+    await measure(
+      'encoder',
+      'formatEvent: object (JSON-serialised)',
+      () => {
+        sink += formatEvent({ event: 'tick', id: 'abc.123', data: payload.object }).length;
+      },
+      encoder,
+    );
+    await measure(
+      'encoder',
+      `formatEvent: 4 KiB, ${lineCount} LF/CRLF lines`,
+      () => {
+        sink += formatEvent({ event: 'command_output', id: 'abc.123', data: multiLine }).length;
+      },
+      encoder,
+    );
+    await measure(
+      'encoder',
+      'formatEvent: comment',
+      () => {
+        sink += formatEvent({ comment: 'keep-alive' }).length;
+      },
+      encoder,
+    );
     if (sink === 0) throw new Error('encoder produced nothing');
   }
 
@@ -168,9 +188,14 @@ try {
   for (const count of FAN_OUT) {
     const hub = newHub();
     await addSubscribers(hub, ['s'], count);
-    await measure('fan-out', `publish: ${count.toLocaleString('en')} subscriber${count === 1 ? '' : 's'}`, async () => {
-      await hub.publish('s', 'tick', payload.object);
-    }, { check: deliveries(hub, count) });
+    await measure(
+      'fan-out',
+      `publish: ${count.toLocaleString('en')} subscriber${count === 1 ? '' : 's'}`,
+      async () => {
+        await hub.publish('s', 'tick', payload.object);
+      },
+      { check: deliveries(hub, count) },
+    );
     await hub.close();
   }
 
@@ -245,13 +270,18 @@ try {
       ['resume: at the newest id (0 events)', published[100].id, 0],
     ]) {
       const check = resumes(expected);
-      await measure('history', name, async () => {
-        // What a reconnecting client costs: subscribe, wait for history, leave.
-        const subscription = hub.subscribe({ streams: ['s'], lastEventId });
-        await subscription.ready;
-        subscription.close();
-        check.count();
-      }, { check });
+      await measure(
+        'history',
+        name,
+        async () => {
+          // What a reconnecting client costs: subscribe, wait for history, leave.
+          const subscription = hub.subscribe({ streams: ['s'], lastEventId });
+          await subscription.ready;
+          subscription.close();
+          check.count();
+        },
+        { check },
+      );
     }
     await hub.close();
   }
@@ -288,7 +318,13 @@ const manyStreams = [
   ['1,000 streams, only this one with history', 'streams: 1,000 × 10 subs, no other history', 'streams: 1 × 10 subs (control)'],
   ['1,000 streams with history, published in turn', 'streams: 1,000 × 10 subs, publish in turn', 'streams: 1 × 10 subs (control)'],
   ['10 streams with history, 1,000 subs on the stream', 'streams: 10 × 1,000 subs, publish to one', 'publish: 1,000 subscribers'],
-].map(([comparison, many, one]) => ({ comparison, versus: one, manyNs: meanOf(many), oneNs: meanOf(one), ratio: meanOf(many) / meanOf(one) }));
+].map(([comparison, many, one]) => ({
+  comparison,
+  versus: one,
+  manyNs: meanOf(many),
+  oneNs: meanOf(one),
+  ratio: meanOf(many) / meanOf(one),
+}));
 
 // ---------------------------------------------------------------- output
 
@@ -308,24 +344,41 @@ try {
   // A nicety for the results file, not worth failing the run over.
 }
 
-const fmt = (n, digits = 0) => (n === null ? '—' : n.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
+const fmt = (n, digits = 0) =>
+  n === null ? '—' : n.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 console.log(`ssecast micro-benchmarks: ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}, ${machine.os}`);
-console.log(`tinybench ${tinybenchVersion ?? '?'}, hrtime, timer overhead ~${fmt(timerOverheadNs, 1)} ns subtracted per sample; ${elapsedS.toFixed(1)} s`);
+console.log(
+  `tinybench ${tinybenchVersion ?? '?'}, hrtime, timer overhead ~${fmt(timerOverheadNs, 1)} ns subtracted per sample; ${elapsedS.toFixed(1)} s`,
+);
 console.log();
 console.log('name'.padEnd(44), 'ops/s'.padStart(12), 'mean ns'.padStart(12), 'p99 ns'.padStart(12), 'samples'.padStart(10));
 let group;
 for (const row of rows) {
   if (row.group !== group) console.log(`-- ${(group = row.group)}`);
-  console.log(row.name.padEnd(44), fmt(row.opsPerSec).padStart(12), fmt(row.meanNs).padStart(12), fmt(row.p99Ns).padStart(12), fmt(row.samples).padStart(10));
+  console.log(
+    row.name.padEnd(44),
+    fmt(row.opsPerSec).padStart(12),
+    fmt(row.meanNs).padStart(12),
+    fmt(row.p99Ns).padStart(12),
+    fmt(row.samples).padStart(10),
+  );
 }
 console.log();
 console.log('fan-out'.padEnd(14), 'ns/publish'.padStart(12), 'ns/delivery'.padStart(12), 'marginal ns/delivery'.padStart(21));
 for (const row of fanOut) {
-  console.log(`${fmt(row.subscribers)} sub${row.subscribers === 1 ? '' : 's'}`.padEnd(14), fmt(row.nsPerPublish).padStart(12), fmt(row.nsPerDelivery, 1).padStart(12), fmt(row.marginalNsPerDelivery, 1).padStart(21));
+  console.log(
+    `${fmt(row.subscribers)} sub${row.subscribers === 1 ? '' : 's'}`.padEnd(14),
+    fmt(row.nsPerPublish).padStart(12),
+    fmt(row.nsPerDelivery, 1).padStart(12),
+    fmt(row.marginalNsPerDelivery, 1).padStart(21),
+  );
 }
 console.log();
 console.log('many streams vs one stream, same subscribers on the published-to stream:');
-for (const c of manyStreams) console.log(`  ${c.comparison.padEnd(52)} ${fmt(c.manyNs).padStart(7)} vs ${fmt(c.oneNs).padStart(7)} ns per publish (×${c.ratio.toFixed(2)})`);
+for (const c of manyStreams)
+  console.log(
+    `  ${c.comparison.padEnd(52)} ${fmt(c.manyNs).padStart(7)} vs ${fmt(c.oneNs).padStart(7)} ns per publish (×${c.ratio.toFixed(2)})`,
+  );
 
 fs.mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
 fs.writeFileSync(

@@ -53,7 +53,9 @@ const payload = (i, t) => ({ i, t, line: LINE });
 
 /** An SSE endpoint for `hub` on 127.0.0.1, on a free port. */
 async function serve(hub) {
-  const server = http.createServer(createSseHandler(hub, { replay: 0, heartbeatMs: 0, maxConnectionsPerClient: Infinity, maxConnections: Infinity }));
+  const server = http.createServer(
+    createSseHandler(hub, { replay: 0, heartbeatMs: 0, maxConnectionsPerClient: Infinity, maxConnections: Infinity }),
+  );
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   return server;
 }
@@ -236,7 +238,13 @@ function stats(values) {
   const sorted = Float64Array.from(values).sort();
   const rank = (q) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
   const mean = sorted.reduce((a, b) => a + b, 0) / sorted.length;
-  return { count: sorted.length, p50: round(rank(0.5), 3), p99: round(rank(0.99), 3), max: round(sorted[sorted.length - 1], 3), mean: round(mean, 3) };
+  return {
+    count: sorted.length,
+    p50: round(rank(0.5), 3),
+    p99: round(rank(0.99), 3),
+    max: round(sorted[sorted.length - 1], 3),
+    mean: round(mean, 3),
+  };
 }
 
 function round(value, digits) {
@@ -370,7 +378,14 @@ async function main() {
   const prefix = `bench-${randomBytes(6).toString('hex')}`;
 
   // One connection of our own for the check, INFO and the clean-up; it never retries.
-  const admin = new Redis(REDIS_URL, { lazyConnect: true, connectTimeout: 2000, commandTimeout: 2000, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
+  const admin = new Redis(REDIS_URL, {
+    lazyConnect: true,
+    connectTimeout: 2000,
+    commandTimeout: 2000,
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+    retryStrategy: () => null,
+  });
   /** @type {Error | undefined} */
   let connectionError;
   admin.on('error', (error) => (connectionError ??= error));
@@ -380,7 +395,9 @@ async function main() {
     const info = await admin.info('server');
     redisVersion = /redis_version:(\S+)/.exec(info)?.[1] ?? 'unknown';
   } catch (error) {
-    console.error(`bench/redis.mjs: Redis at ${where} does not answer (${connectionError?.message ?? error?.message ?? error}). Start redis-server, or point REDIS_URL at one.`);
+    console.error(
+      `bench/redis.mjs: Redis at ${where} does not answer (${connectionError?.message ?? error?.message ?? error}). Start redis-server, or point REDIS_URL at one.`,
+    );
     admin.disconnect();
     process.exit(1);
   }
@@ -464,7 +481,11 @@ async function main() {
       child.once('exit', (code, signal) => reject(new Error(`instance B exited while starting (${signal ?? code})`)));
       child.on('message', (message) => message?.ready && (clearTimeout(timer), resolve(undefined)));
     });
-    hubA = new EventManager({ replay: 0, heartbeatMs: 0, backend: new RedisBackend({ redis: new Redis(REDIS_URL, { lazyConnect: true }), prefix }) });
+    hubA = new EventManager({
+      replay: 0,
+      heartbeatMs: 0,
+      backend: new RedisBackend({ redis: new Redis(REDIS_URL, { lazyConnect: true }), prefix }),
+    });
 
     // The clocks: B's reading minus the midpoint of the IPC round trip, at the shortest round trip.
     let best = { rtt: Infinity, offset: 0 };
@@ -494,10 +515,18 @@ async function main() {
     const statsB = await callB('stats');
     const statsA = hubA.stats();
     await callB('close');
-    await new Promise((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve(undefined) : child.once('exit', resolve)));
+    await new Promise((resolve) =>
+      child.exitCode !== null || child.signalCode !== null ? resolve(undefined) : child.once('exit', resolve),
+    );
     await hubA.close();
     for (const error of [pacedPublished.firstError, burstPublished.firstError]) if (error) console.error('a publish failed:', error);
-    const pick = (s) => ({ published: s.published, delivered: s.delivered, dropped: s.dropped, redisInterruptions: s.redisInterruptions, redisErrors: s.redisErrors });
+    const pick = (s) => ({
+      published: s.published,
+      delivered: s.delivered,
+      dropped: s.dropped,
+      redisInterruptions: s.redisInterruptions,
+      redisErrors: s.redisErrors,
+    });
     result.redisBackend = { clock, publish, paced, burst, instanceA: pick(statsA), instanceB: pick(statsB) };
   } catch (error) {
     // After the watchdog, what fails is only the run it stopped.
@@ -514,7 +543,10 @@ async function main() {
   fs.mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
   fs.writeFileSync(new URL('./results/redis.json', import.meta.url), `${JSON.stringify(result, null, 2)}\n`);
 
-  const lost = [result.memory.paced, result.redisBackend.paced, result.redisBackend.burst].reduce((n, r) => n + r.missing + r.publishFailed, 0);
+  const lost = [result.memory.paced, result.redisBackend.paced, result.redisBackend.burst].reduce(
+    (n, r) => n + r.missing + r.publishFailed,
+    0,
+  );
   if (lost > 0) {
     console.error(`bench/redis.mjs: ${lost} events were not delivered (see "missing" and "publish failed" above)`);
     process.exitCode = 1;
@@ -525,9 +557,12 @@ function print(r) {
   const { memory: m, redisBackend: x, settings: s } = r;
   const n = (v) => (v === null || v === undefined ? '-' : typeof v === 'number' ? v.toLocaleString('en-US') : String(v));
   const ms = (v) => (v === null || v === undefined ? '-' : v.toFixed(2));
-  const received = (run) => `${run.received}/${run.events}${run.missing ? ` (${run.missing} MISSING)` : ''}${run.publishFailed ? ` (${run.publishFailed} publish failed)` : ''}`;
+  const received = (run) =>
+    `${run.received}/${run.events}${run.missing ? ` (${run.missing} MISSING)` : ''}${run.publishFailed ? ` (${run.publishFailed} publish failed)` : ''}`;
   console.log(`ssecast Redis backend: redis ${r.redis.version} at ${r.redis.address}; ${r.cpu} x${r.cores}; node ${r.node}; ${r.os}`);
-  console.log(`load average ${r.loadAverage1m} at start; event data ${s.dataBytes} bytes; A and B are separate processes (B: hub + node:http + SSE client); clock offset B-A ${x.clock.offsetMs} ms`);
+  console.log(
+    `load average ${r.loadAverage1m} at start; event data ${s.dataBytes} bytes; A and B are separate processes (B: hub + node:http + SSE client); clock offset B-A ${x.clock.offsetMs} ms`,
+  );
   console.log('');
   const rows = [
     ['publish, sequential await (events/s)', n(m.publish.sequential.eventsPerSecond), n(x.publish.sequential.eventsPerSecond)],
@@ -536,10 +571,18 @@ function print(r) {
     ['  latency p50 (ms)', ms(m.paced.latencyMs.p50), ms(x.paced.latencyMs.p50)],
     ['  latency p99 (ms)', ms(m.paced.latencyMs.p99), ms(x.paced.latencyMs.p99)],
     ['  latency max (ms)', ms(m.paced.latencyMs.max), ms(x.paced.latencyMs.max)],
-    ['  publish resolved p50 / p99 (ms)', `${ms(m.paced.publishAckMs.p50)} / ${ms(m.paced.publishAckMs.p99)}`, `${ms(x.paced.publishAckMs.p50)} / ${ms(x.paced.publishAckMs.p99)}`],
+    [
+      '  publish resolved p50 / p99 (ms)',
+      `${ms(m.paced.publishAckMs.p50)} / ${ms(m.paced.publishAckMs.p99)}`,
+      `${ms(x.paced.publishAckMs.p50)} / ${ms(x.paced.publishAckMs.p99)}`,
+    ],
     [`burst, ${n(s.burstEvents)} @ ${s.window} in flight: received`, '', received(x.burst)],
     ['  published (events/s)', '', n(x.burst.publishedPerSecond)],
-    ['  deliveries at the client (/s)', '', x.burst.deliveriesPerSecond === null ? 'not computed: events missing' : n(x.burst.deliveriesPerSecond)],
+    [
+      '  deliveries at the client (/s)',
+      '',
+      x.burst.deliveriesPerSecond === null ? 'not computed: events missing' : n(x.burst.deliveriesPerSecond),
+    ],
     ['  latency p50 / p99 (ms)', '', `${ms(x.burst.latencyMs.p50)} / ${ms(x.burst.latencyMs.p99)}`],
     ['  latency max (ms)', '', ms(x.burst.latencyMs.max)],
   ];
@@ -547,7 +590,9 @@ function print(r) {
   for (const [label, a, b] of rows) console.log(label.padEnd(42), a.padStart(20), b.padStart(24));
   console.log('');
   const issues = ['dropped', 'redisInterruptions', 'redisErrors'].map((k) => `${k} ${x.instanceB[k]}`).join(', ');
-  console.log(`instance B: ${issues}; keys {${r.redis.keyPrefix}}:* ${r.cleanup?.deleted ?? '?'} deleted, ${r.cleanup?.left ?? '?'} left; run ${r.runSeconds} s`);
+  console.log(
+    `instance B: ${issues}; keys {${r.redis.keyPrefix}}:* ${r.cleanup?.deleted ?? '?'} deleted, ${r.cleanup?.left ?? '?'} left; run ${r.runSeconds} s`,
+  );
 }
 
 if (process.argv[2] === '--instance-b') await instanceB();

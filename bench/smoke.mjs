@@ -13,7 +13,9 @@ const connections = Number(process.argv[2] ?? 1000);
 const events = Number(process.argv[3] ?? 1000);
 
 const hub = new EventManager({ replay: 0 });
-const server = http.createServer(createSseHandler(hub, { maxConnectionsPerPrincipal: connections, maxConnectionsPerClient: Infinity, maxConnections: Infinity }));
+const server = http.createServer(
+  createSseHandler(hub, { maxConnectionsPerPrincipal: connections, maxConnectionsPerClient: Infinity, maxConnections: Infinity }),
+);
 server.maxConnections = connections + 10;
 await new Promise((resolve) => server.listen({ port: 0, host: '127.0.0.1', backlog: 4096 }, resolve));
 const { port } = server.address();

@@ -55,7 +55,11 @@ export class EventManager<M extends EventMapBase = EventMapBase> extends Hub<M> 
     };
     const maxEventBytes = options.maxEventBytes ?? 64 * 1024;
     // An event the history cannot hold would be stored and trimmed at once, or evict everything else.
-    if (!options.backend && typeof maxEventBytes === 'number' && maxEventBytes > Math.min(history.historyBytes, history.historyTotalBytes)) {
+    if (
+      !options.backend &&
+      typeof maxEventBytes === 'number' &&
+      maxEventBytes > Math.min(history.historyBytes, history.historyTotalBytes)
+    ) {
       throw new TypeError(
         `maxEventBytes (${maxEventBytes}) must not exceed historyBytes (${history.historyBytes}) or historyTotalBytes (${history.historyTotalBytes})`,
       );

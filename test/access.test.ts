@@ -31,7 +31,10 @@ describe.each(MATRIX)('$name', ({ adapter, backend }) => {
       maxConnectionsPerPrincipal,
       streams: (req) => (req.url.searchParams.get('all') ? '*' : req.url.searchParams.getAll('stream')),
     });
-    cleanups.push(() => server.close(), () => hub.close());
+    cleanups.push(
+      () => server.close(),
+      () => hub.close(),
+    );
     const publish = async (stream: string, n: number) => (await hub.publish(stream, 'tick', { stream, n })).id;
     return { hub, url: (query: string) => `${server.url}/events?${query}`, publish };
   }
@@ -91,7 +94,11 @@ describe.each(MATRIX)('$name', ({ adapter, backend }) => {
     const resumed = await openStream(url('stream=a'), { 'x-token': 'after', 'last-event-id': first });
     const fromTime = await openStream(url(`stream=a&since=${encodeURIComponent(start)}`), { 'x-token': 'after' });
     const fresh = await openStream(url('stream=a'), { 'x-token': 'after' });
-    cleanups.push(() => resumed.close(), () => fromTime.close(), () => fresh.close());
+    cleanups.push(
+      () => resumed.close(),
+      () => fromTime.close(),
+      () => fresh.close(),
+    );
     await resumed.waitFor((c) => c.events.length === 1);
     await fromTime.waitFor((c) => c.events.length === 2);
     await fresh.waitFor((c) => c.events.length === 2);
@@ -100,7 +107,10 @@ describe.each(MATRIX)('$name', ({ adapter, backend }) => {
     await resumed.waitFor((c) => c.events.length === 2);
     await fromTime.waitFor((c) => c.events.length === 3);
     await fresh.waitFor((c) => c.events.length === 3);
-    expect(payloads(resumed.events)).toEqual([{ stream: 'a', n: 2 }, { stream: 'a', n: 3 }]);
+    expect(payloads(resumed.events)).toEqual([
+      { stream: 'a', n: 2 },
+      { stream: 'a', n: 3 },
+    ]);
     for (const client of [fromTime, fresh]) {
       expect(payloads(client.events)).toEqual([1, 2, 3].map((n) => ({ stream: 'a', n })));
       expect(client.raw).not.toContain('"b"');
@@ -113,7 +123,10 @@ describe('the retry: hint', () => {
   it('is drawn per connection from retryMs { min, max }, spread over the range', async () => {
     const hub = new EventManager();
     const server = await startServer(createSseHandler(hub, { retryMs: { min: 1000, max: 4999 } }));
-    cleanups.push(() => server.close(), () => hub.close());
+    cleanups.push(
+      () => server.close(),
+      () => hub.close(),
+    );
     const retries: number[] = [];
     for (let i = 0; i < 200; i++) {
       const client = await openStream(`${server.url}/?stream=s`);
@@ -132,10 +145,14 @@ describe('the retry: hint', () => {
   it('is a TypeError naming the option when the range is malformed', () => {
     const hub = new EventManager();
     cleanups.push(() => hub.close());
-    expect(() => createSseHandler(hub, { retryMs: { min: 5000, max: 1000 } })).toThrow('retryMs.min (5000) must not exceed retryMs.max (1000)');
+    expect(() => createSseHandler(hub, { retryMs: { min: 5000, max: 1000 } })).toThrow(
+      'retryMs.min (5000) must not exceed retryMs.max (1000)',
+    );
     expect(() => createSseHandler(hub, { retryMs: { min: -1, max: 1000 } })).toThrow('retryMs.min must be a non-negative integer, got -1');
     expect(() => createSseHandler(hub, { retryMs: { min: 1, max: 1.5 } })).toThrow('retryMs.max must be a non-negative integer, got 1.5');
-    expect(() => createSseHandler(hub, { retryMs: '3s' as never })).toThrow('retryMs must be a number of milliseconds or { min, max }, got 3s');
+    expect(() => createSseHandler(hub, { retryMs: '3s' as never })).toThrow(
+      'retryMs must be a number of milliseconds or { min, max }, got 3s',
+    );
     expect(() => createSseHandler(hub, { retryMs: -5 })).toThrow('retryMs must be a non-negative integer, got -5');
   });
 });
@@ -145,9 +162,15 @@ describe('expiresAt', () => {
     const hub = new EventManager();
     const reported: unknown[] = [];
     const server = await startServer(
-      createSseHandler(hub, { authorize: () => ({ id: 'x', streams: '*', expiresAt: 'tomorrow' as never }), onError: (error) => reported.push(error) }),
+      createSseHandler(hub, {
+        authorize: () => ({ id: 'x', streams: '*', expiresAt: 'tomorrow' as never }),
+        onError: (error) => reported.push(error),
+      }),
     );
-    cleanups.push(() => server.close(), () => hub.close());
+    cleanups.push(
+      () => server.close(),
+      () => hub.close(),
+    );
     const client = await openStream(`${server.url}/?stream=s`);
     expect(client.status).toBe(500);
     expect(client.body).not.toContain('tomorrow');
@@ -156,8 +179,16 @@ describe('expiresAt', () => {
 
   it('leaves no timer behind when the client leaves before its credentials expire', async () => {
     const hub = new EventManager();
-    const server = await startServer(createSseHandler(hub, { authorize: () => ({ id: 'x', streams: '*', expiresAt: Date.now() + 3_600_000 }), maxConnectionsPerPrincipal: 50 }));
-    cleanups.push(() => server.close(), () => hub.close());
+    const server = await startServer(
+      createSseHandler(hub, {
+        authorize: () => ({ id: 'x', streams: '*', expiresAt: Date.now() + 3_600_000 }),
+        maxConnectionsPerPrincipal: 50,
+      }),
+    );
+    cleanups.push(
+      () => server.close(),
+      () => hub.close(),
+    );
     const before = process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length;
     const clients = await Promise.all(Array.from({ length: 20 }, () => openStream(`${server.url}/?stream=s`)));
     await waitUntil(() => hub.stats().connections === 20);

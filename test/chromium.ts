@@ -9,7 +9,15 @@ export const hasChromium = fs.existsSync(CHROMIUM);
 /** Says loudly, once per file, that `what` is skipped for want of Chromium. */
 export function warnIfNoChromium(what: string): void {
   if (hasChromium) return;
-  console.warn(['', '!'.repeat(100), `!!! Chromium not found at ${CHROMIUM}: ${what} SKIPPED (install Debian's chromium; .ci/run does)`, '!'.repeat(100), ''].join('\n'));
+  console.warn(
+    [
+      '',
+      '!'.repeat(100),
+      `!!! Chromium not found at ${CHROMIUM}: ${what} SKIPPED (install Debian's chromium; .ci/run does)`,
+      '!'.repeat(100),
+      '',
+    ].join('\n'),
+  );
 }
 
 /**
@@ -23,7 +31,15 @@ export function useChromium(): { browser(): Browser; cleanups: (() => unknown)[]
   beforeAll(async () => {
     browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--no-first-run',
+        '--disable-quic',
+      ],
     });
   }, 30_000);
   afterEach(async () => {

@@ -29,7 +29,10 @@ describe('churn', () => {
     const server = await startServer(
       createSseHandler(hub, { authorize: () => ({ id: 'same-user', streams: '*' }), maxConnectionsPerPrincipal: 5 }),
     );
-    cleanups.push(() => server.close(), () => hub.close());
+    cleanups.push(
+      () => server.close(),
+      () => hub.close(),
+    );
     for (let i = 0; i < 500; i++) {
       const client = await openStream(`${server.url}/?stream=s${i % 20}`);
       expect(client.status).toBe(200);

@@ -26,7 +26,11 @@ function fakeFetch(answers: Answer[]) {
     const answer = answers[Math.min(calls.length - 1, answers.length - 1)] as Answer;
     return answer(init?.signal as AbortSignal);
   };
-  return { fetch: fetchImpl as typeof fetch, calls, gaps: () => calls.map((call, i) => call.at - (i ? (calls[i - 1] as { at: number }).at : 0)) };
+  return {
+    fetch: fetchImpl as typeof fetch,
+    calls,
+    gaps: () => calls.map((call, i) => call.at - (i ? (calls[i - 1] as { at: number }).at : 0)),
+  };
 }
 
 const refuse: Answer = () => Promise.reject(new TypeError('fetch failed'));
@@ -104,7 +108,10 @@ describe('reconnect timing (fake timers)', () => {
     vi.useFakeTimers({ now: 0 });
     vi.spyOn(Math, 'random').mockReturnValue(0.5);
     const { fetch, calls, gaps } = fakeFetch([refuse, status500, refuse]);
-    const { client, statuses, errors } = start('http://example.test/events', { fetch, backoff: { initialMs: 100, maxMs: 1000, factor: 3 } });
+    const { client, statuses, errors } = start('http://example.test/events', {
+      fetch,
+      backoff: { initialMs: 100, maxMs: 1000, factor: 3 },
+    });
     await vi.advanceTimersByTimeAsync(10_000);
     // 50, 150, 450, then capped at 1000 * 0.5.
     expect(gaps().slice(0, 8)).toEqual([0, 50, 150, 450, 500, 500, 500, 500]);
@@ -182,7 +189,12 @@ describe('reconnect timing (fake timers)', () => {
     expect(calls).toHaveLength(1);
     expect(client.status).toBe('reconnecting');
     expect(errors).toHaveLength(1);
-    expect(errors[0]).toMatchObject({ code: 'ERR_HTTP_STATUS', status: 429, willRetry: true, serverMessage: 'at most 1 open streams per user; close one first' });
+    expect(errors[0]).toMatchObject({
+      code: 'ERR_HTTP_STATUS',
+      status: 429,
+      willRetry: true,
+      serverMessage: 'at most 1 open streams per user; close one first',
+    });
     await vi.advanceTimersByTimeAsync(1);
     expect(calls).toHaveLength(2);
     expect(client.status).toBe('open');
@@ -227,24 +239,26 @@ describe('reconnect timing (fake timers)', () => {
   it('starts over after a quiet connection that kept receiving heartbeats for resetAfterMs', async () => {
     vi.useFakeTimers({ now: 0 });
     vi.spyOn(Math, 'random').mockReturnValue(0.5);
-    const beats = (count: number): Answer => () => {
-      let sent = 0;
-      let timer: ReturnType<typeof setInterval>;
-      const body = new ReadableStream<Uint8Array>({
-        start(controller) {
-          controller.enqueue(new TextEncoder().encode('retry: 10\n\n'));
-          timer = setInterval(() => {
-            controller.enqueue(new TextEncoder().encode(':heartbeat\n\n'));
-            if (++sent === count) {
-              clearInterval(timer);
-              controller.close();
-            }
-          }, 1000);
-        },
-        cancel: () => clearInterval(timer),
-      });
-      return new Response(body, { status: 200, headers: { 'content-type': 'text/event-stream' } });
-    };
+    const beats =
+      (count: number): Answer =>
+      () => {
+        let sent = 0;
+        let timer: ReturnType<typeof setInterval>;
+        const body = new ReadableStream<Uint8Array>({
+          start(controller) {
+            controller.enqueue(new TextEncoder().encode('retry: 10\n\n'));
+            timer = setInterval(() => {
+              controller.enqueue(new TextEncoder().encode(':heartbeat\n\n'));
+              if (++sent === count) {
+                clearInterval(timer);
+                controller.close();
+              }
+            }, 1000);
+          },
+          cancel: () => clearInterval(timer),
+        });
+        return new Response(body, { status: 200, headers: { 'content-type': 'text/event-stream' } });
+      };
     const { fetch, gaps } = fakeFetch([refuse, refuse, refuse, beats(3), refuse, beats(5), refuse]);
     start('http://example.test/events', { fetch, backoff: { initialMs: 100, maxMs: 100_000, resetAfterMs: 5000 } });
     await vi.advanceTimersByTimeAsync(12_000);
@@ -275,10 +289,15 @@ describe('reconnect timing (fake timers)', () => {
 
   it('retries a 401 once, at once, with fresh headers when onUnauthorized says so; a second 401 closes it', async () => {
     vi.useFakeTimers({ now: 0 });
-    const unauthorized: Answer = () => new Response('{"error":"unauthorized","message":"token expired"}', { status: 401, headers: { 'content-type': 'application/json' } });
+    const unauthorized: Answer = () =>
+      new Response('{"error":"unauthorized","message":"token expired"}', { status: 401, headers: { 'content-type': 'application/json' } });
     const { fetch, calls } = fakeFetch([unauthorized]);
     let n = 0;
-    const { client, errors } = start('http://example.test/events', { fetch, headers: () => ({ authorization: `Bearer t${++n}` }), onUnauthorized: () => true });
+    const { client, errors } = start('http://example.test/events', {
+      fetch,
+      headers: () => ({ authorization: `Bearer t${++n}` }),
+      onUnauthorized: () => true,
+    });
     await vi.advanceTimersByTimeAsync(10);
     expect(client.status).toBe('closed');
     expect(calls.map((call) => new Headers(call.init?.headers).get('authorization'))).toEqual(['Bearer t1', 'Bearer t2']);

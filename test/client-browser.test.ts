@@ -85,7 +85,8 @@ describe.skipIf(!hasChromium)('ssecast/client in Chromium', () => {
 
     let hub = new EventManager<Events>({ historySize: 100 });
     const sseOptions = {
-      authorize: (req: http.IncomingMessage) => (req.headers.authorization === `Bearer ${TOKEN}` ? { id: 'browser', streams: [STREAM] } : null),
+      authorize: (req: http.IncomingMessage) =>
+        req.headers.authorization === `Bearer ${TOKEN}` ? { id: 'browser', streams: [STREAM] } : null,
       retryMs: 100,
     };
     let sse = createSseHandler(hub, sseOptions);
@@ -148,7 +149,10 @@ describe.skipIf(!hasChromium)('ssecast/client in Chromium', () => {
       } catch (error) {
         const log = await page.evaluate(() => ({ statuses: window.__clientTest?.statuses, errors: window.__clientTest?.errors }));
         const errors = log.errors ?? [];
-        throw new Error(`the client did not open: statuses ${JSON.stringify(log.statuses)}; ${errors.length} errors, the last ${JSON.stringify(errors.slice(-3))}`, { cause: error });
+        throw new Error(
+          `the client did not open: statuses ${JSON.stringify(log.statuses)}; ${errors.length} errors, the last ${JSON.stringify(errors.slice(-3))}`,
+          { cause: error },
+        );
       }
     };
     const publish = async (from: number, to: number) => {
@@ -199,9 +203,17 @@ describe.skipIf(!hasChromium)('ssecast/client in Chromium', () => {
     const resyncs = events.filter((event) => event.type === 'resync');
     expect(resyncs).toHaveLength(1);
     // Its id is the new hub's position when the replay was read: the client's cursor moves there.
-    expect(resyncs[0]).toEqual({ type: 'resync', id: expect.stringMatching(/^[0-9a-z]+\.\d+$/), data: { reason: 'foreign', lastEventId: lastBeforeRestart } });
-    expect((resyncs[0]?.id as string).split('.')[0]).toBe(epochs[10]);
-    expect(events.map((event) => (event.type === 'resync' ? 'resync' : (event.data as { n: number }).n)).slice(9, 12)).toEqual([10, 'resync', 11]);
+    expect(resyncs[0]).toEqual({
+      type: 'resync',
+      id: expect.stringMatching(/^[0-9a-z]+\.\d+$/),
+      data: { reason: 'foreign', lastEventId: lastBeforeRestart },
+    });
+    expect(String(resyncs[0]?.id).split('.')[0]).toBe(epochs[10]);
+    expect(events.map((event) => (event.type === 'resync' ? 'resync' : (event.data as { n: number }).n)).slice(9, 12)).toEqual([
+      10,
+      'resync',
+      11,
+    ]);
 
     // What the server saw: the header on every request, and each reconnect resuming after the last event received.
     expect(sseRequests.length).toBeGreaterThanOrEqual(3);

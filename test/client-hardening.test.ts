@@ -1,4 +1,4 @@
-import http from 'node:http';
+import type http from 'node:http';
 import { describe, expect, it, vi } from 'vitest';
 import { createClient, type ClientOptions, type SseClient, type SseClientError } from '../src/client/index.js';
 import { cleanupAfterEach, sleep, startServer, waitUntil, type TestServer } from './helpers.js';
@@ -30,7 +30,9 @@ interface Seen {
 }
 
 /** A server that records every request and lets `handler` answer it (`n` counts from 1). */
-async function recordingServer(handler: (req: http.IncomingMessage, res: http.ServerResponse, n: number) => void): Promise<TestServer & { requests: Seen[] }> {
+async function recordingServer(
+  handler: (req: http.IncomingMessage, res: http.ServerResponse, n: number) => void,
+): Promise<TestServer & { requests: Seen[] }> {
   const requests: Seen[] = [];
   const server = await startServer((req, res) => {
     requests.push({ at: performance.now(), url: req.url ?? '', headers: req.headers });
@@ -82,16 +84,66 @@ describe('backoff against a server that accepts and drops at once', () => {
 });
 
 describe('refusal messages', () => {
-  const nginx502 = '<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n';
+  const nginx502 =
+    '<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n';
 
   it.each<[string, number, http.OutgoingHttpHeaders, string, string, string]>([
-    ["a proxy's HTML error page", 502, { 'content-type': 'text/html' }, nginx502, 'HTTP 502 Bad Gateway', 'the server answered 502 Bad Gateway'],
-    ['a body without a content type', 503, {}, 'upstream unavailable', 'HTTP 503 Service Unavailable', 'the server answered 503 Service Unavailable'],
-    ['JSON that is not an error body', 500, { 'content-type': 'application/json' }, '{"status":"down"}', 'HTTP 500 Internal Server Error', 'the server answered 500 Internal Server Error'],
-    ['long text/plain', 500, { 'content-type': 'text/plain' }, `Traceback: ${'x'.repeat(500)}`, 'HTTP 500 Internal Server Error', 'the server answered 500 Internal Server Error'],
-    ['text/plain that is HTML', 502, { 'content-type': 'text/plain' }, '<html><body>Bad Gateway</body></html>', 'HTTP 502 Bad Gateway', 'the server answered 502 Bad Gateway'],
-    ["ssecast's JSON refusal", 503, { 'content-type': 'application/json; charset=utf-8' }, '{"error":"unavailable","message":"the event hub is shutting down"}', 'the event hub is shutting down', 'the server answered 503: the event hub is shutting down'],
-    ['short text/plain', 502, { 'content-type': 'text/plain; charset=utf-8' }, 'upstream connect error\n', 'upstream connect error', 'the server answered 502: upstream connect error'],
+    [
+      "a proxy's HTML error page",
+      502,
+      { 'content-type': 'text/html' },
+      nginx502,
+      'HTTP 502 Bad Gateway',
+      'the server answered 502 Bad Gateway',
+    ],
+    [
+      'a body without a content type',
+      503,
+      {},
+      'upstream unavailable',
+      'HTTP 503 Service Unavailable',
+      'the server answered 503 Service Unavailable',
+    ],
+    [
+      'JSON that is not an error body',
+      500,
+      { 'content-type': 'application/json' },
+      '{"status":"down"}',
+      'HTTP 500 Internal Server Error',
+      'the server answered 500 Internal Server Error',
+    ],
+    [
+      'long text/plain',
+      500,
+      { 'content-type': 'text/plain' },
+      `Traceback: ${'x'.repeat(500)}`,
+      'HTTP 500 Internal Server Error',
+      'the server answered 500 Internal Server Error',
+    ],
+    [
+      'text/plain that is HTML',
+      502,
+      { 'content-type': 'text/plain' },
+      '<html><body>Bad Gateway</body></html>',
+      'HTTP 502 Bad Gateway',
+      'the server answered 502 Bad Gateway',
+    ],
+    [
+      "ssecast's JSON refusal",
+      503,
+      { 'content-type': 'application/json; charset=utf-8' },
+      '{"error":"unavailable","message":"the event hub is shutting down"}',
+      'the event hub is shutting down',
+      'the server answered 503: the event hub is shutting down',
+    ],
+    [
+      'short text/plain',
+      502,
+      { 'content-type': 'text/plain; charset=utf-8' },
+      'upstream connect error\n',
+      'upstream connect error',
+      'the server answered 502: upstream connect error',
+    ],
   ])('%s: serverMessage %j', async (_case, status, headers, body, serverMessage, message) => {
     const server = await recordingServer((_req, res) => res.writeHead(status, headers).end(body));
     const { client, errors } = open(`${server.url}/events`);
@@ -105,15 +157,18 @@ describe('refusal messages', () => {
     const body = { pulled: 0, cancelled: false };
     const fetchImpl = (async () =>
       new Response(
-        new ReadableStream<Uint8Array>({
-          pull(controller) {
-            body.pulled += 1024;
-            controller.enqueue(new TextEncoder().encode('y'.repeat(1024)));
+        new ReadableStream<Uint8Array>(
+          {
+            pull(controller) {
+              body.pulled += 1024;
+              controller.enqueue(new TextEncoder().encode('y'.repeat(1024)));
+            },
+            cancel: () => {
+              body.cancelled = true;
+            },
           },
-          cancel: () => {
-            body.cancelled = true;
-          },
-        }, { highWaterMark: 0 }),
+          { highWaterMark: 0 },
+        ),
         { status: 400, headers: { 'content-type': contentType } },
       )) as typeof fetch;
     return { body, fetchImpl };
@@ -154,7 +209,11 @@ describe('401 with credentials that can be refreshed', () => {
       sseHead(res);
       res.write(`retry: 10\n\nid: ${req.headers.authorization}\ndata: hello\n\n`);
     });
-    return { server, rotate: (token: string) => (valid = token), auth: () => server.requests.map((request) => request.headers.authorization) };
+    return {
+      server,
+      rotate: (token: string) => (valid = token),
+      auth: () => server.requests.map((request) => request.headers.authorization),
+    };
   }
 
   it('calls onUnauthorized, then retries once at once with headers() computed again', async () => {
@@ -198,7 +257,10 @@ describe('401 with credentials that can be refreshed', () => {
   it('closes after one request when onUnauthorized returns false, and without onUnauthorized even with a headers function', async () => {
     const { server } = await tokenServer();
     let asked = 0;
-    const declined = open(`${server.url}/events`, { headers: () => ({ authorization: 'Bearer x' }), onUnauthorized: () => (asked++, false) }).client;
+    const declined = open(`${server.url}/events`, {
+      headers: () => ({ authorization: 'Bearer x' }),
+      onUnauthorized: () => (asked++, false),
+    }).client;
     await waitUntil(() => declined.status === 'closed', 5000, 'declined closed');
     const noHook = open(`${server.url}/events`, { headers: () => ({ authorization: 'Bearer x' }) }).client;
     await waitUntil(() => noHook.status === 'closed', 5000, 'no-hook closed');

@@ -103,7 +103,10 @@ describe.each(ADAPTERS.map((adapter) => ({ name: adapter.name, adapter })))('$na
   async function setup(handlerOptions: NeutralOptions = {}, hubOptions: EventManagerOptions = {}) {
     const hub = new EventManager<Events>(hubOptions);
     const server = await adapter.mount(hub, { retryMs: 10, ...handlerOptions });
-    cleanups.push(() => server.close(), () => hub.close());
+    cleanups.push(
+      () => server.close(),
+      () => hub.close(),
+    );
     return { hub, server, url: (query: string) => `${server.url}/events?${query}` };
   }
 
@@ -123,7 +126,11 @@ describe.each(ADAPTERS.map((adapter) => ({ name: adapter.name, adapter })))('$na
     expect(timers.armed.size).toBe(1);
     expect(timers.pending()).toBe(1);
 
-    const ids = [(await hub.publish('a', 'tick', { n: 0 })).id, (await hub.publish('a', 'note', 'hello')).id, (await hub.publish('a', 'tick', { n: 1 })).id];
+    const ids = [
+      (await hub.publish('a', 'tick', { n: 0 })).id,
+      (await hub.publish('a', 'note', 'hello')).id,
+      (await hub.publish('a', 'tick', { n: 1 })).id,
+    ];
     await waitUntil(() => iterated.events.length === 3, 5000, 'three events');
     expect(ticks).toEqual([
       { type: 'tick', data: { n: 0 }, id: ids[0] },
@@ -213,7 +220,10 @@ describe.each(ADAPTERS.map((adapter) => ({ name: adapter.name, adapter })))('$na
   it('surfaces resync after a server restart (a new epoch), through on() and the iterator, then the new events', async () => {
     let hub = new EventManager<Events>();
     let server = await adapter.mount(hub, { retryMs: 10 });
-    cleanups.push(() => server.close(), () => hub.close());
+    cleanups.push(
+      () => server.close(),
+      () => hub.close(),
+    );
     // The app keeps one URL; a custom fetch sends it to whichever server is up.
     const { client, statuses } = open('http://ssecast.test/events?stream=a', {
       fetch: (_input, init) => fetch(`${server.url}/events?stream=a`, init),
@@ -231,7 +241,10 @@ describe.each(ADAPTERS.map((adapter) => ({ name: adapter.name, adapter })))('$na
     const oldServer = server;
     hub = new EventManager<Events>();
     server = await adapter.mount(hub, { retryMs: 10 });
-    cleanups.push(() => server.close(), () => hub.close());
+    cleanups.push(
+      () => server.close(),
+      () => hub.close(),
+    );
     await oldHub.close();
     await oldServer.close();
     await waitUntil(() => resyncs.length === 1 && hub.stats().connections === 1, 5000, 'the resync');
@@ -389,7 +402,13 @@ describe('retries', () => {
     await waitUntil(() => received.length === 1, 5000, 'the event');
     expect(requests).toBe(3);
     expect(errors).toHaveLength(2);
-    for (const error of errors) expect(error).toMatchObject({ code: 'ERR_HTTP_STATUS', status: 503, willRetry: true, serverMessage: 'the event hub is shutting down' });
+    for (const error of errors)
+      expect(error).toMatchObject({
+        code: 'ERR_HTTP_STATUS',
+        status: 503,
+        willRetry: true,
+        serverMessage: 'the event hub is shutting down',
+      });
     expect(statuses).toEqual(['reconnecting', 'open']);
     expect(client.error).toBeUndefined();
   });
@@ -397,7 +416,10 @@ describe('retries', () => {
   it('retries a 500 and opens on the 200 that follows', async () => {
     let requests = 0;
     const server = await plainServer((_req, res) => {
-      if (++requests === 1) return res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'internal_error', message: 'database down' }));
+      if (++requests === 1)
+        return res
+          .writeHead(500, { 'content-type': 'application/json' })
+          .end(JSON.stringify({ error: 'internal_error', message: 'database down' }));
       sseHead(res);
       res.write('retry: 10\n\nid: x1\nevent: tick\ndata: {"n":1}\n\n');
     });
@@ -406,7 +428,9 @@ describe('retries', () => {
     await waitUntil(() => iterated.events.length === 1, 5000, 'the event');
     expect(iterated.events).toEqual([{ type: 'tick', data: { n: 1 }, id: 'x1' }]);
     expect(requests).toBe(2);
-    expect(errors).toEqual([expect.objectContaining({ code: 'ERR_HTTP_STATUS', status: 500, serverMessage: 'database down', willRetry: true })]);
+    expect(errors).toEqual([
+      expect.objectContaining({ code: 'ERR_HTTP_STATUS', status: 500, serverMessage: 'database down', willRetry: true }),
+    ]);
     expect(client.status).toBe('open');
   });
 
@@ -481,7 +505,7 @@ describe('the heartbeat watchdog', () => {
 
   it('keeps a stream that sends heartbeat comments', async () => {
     let requests = 0;
-    const server = await plainServer((req, res) => {
+    const server = await plainServer((_req, res) => {
       requests++;
       sseHead(res);
       res.write('retry: 10\n\nid: e1\ndata: 1\n\n');
@@ -602,7 +626,10 @@ describe('options', () => {
   it("keeps '42' a string with parse: 'text', gives 42 with the default 'auto', and applies a parse function", async () => {
     const hub = new EventManager<{ note: string }>();
     const server = await startServer(createSseHandler(hub, { retryMs: 10 }));
-    cleanups.push(() => server.close(), () => hub.close());
+    cleanups.push(
+      () => server.close(),
+      () => hub.close(),
+    );
     const url = `${server.url}/?stream=a`;
     const text = open<{ note: string }>(url, { parse: 'text' }).client;
     const auto = open<{ note: string }>(url).client;
@@ -667,7 +694,10 @@ describe('options', () => {
   it('fails an unread iterator with ERR_SLOW_CONSUMER past maxQueue, while on() listeners get every event', async () => {
     const hub = new EventManager<Events>();
     const server = await startServer(createSseHandler(hub, { retryMs: 10 }));
-    cleanups.push(() => server.close(), () => hub.close());
+    cleanups.push(
+      () => server.close(),
+      () => hub.close(),
+    );
     const { client } = open(`${server.url}/?stream=a`, { maxQueue: 5 });
     const heard: number[] = [];
     client.on('tick', (event) => heard.push(event.data.n));
@@ -685,7 +715,10 @@ describe('options', () => {
   it('lets an iterator that is awaiting take a burst larger than maxQueue that arrives in one chunk', async () => {
     const hub = new EventManager<Events>();
     const server = await startServer(createSseHandler(hub, { retryMs: 10 }));
-    cleanups.push(() => server.close(), () => hub.close());
+    cleanups.push(
+      () => server.close(),
+      () => hub.close(),
+    );
     const { client } = open(`${server.url}/?stream=a`, { maxQueue: 100 });
     const got: number[] = [];
     const done = (async () => {
@@ -704,7 +737,10 @@ describe('options', () => {
   it('names the last event the iterator took in ERR_SLOW_CONSUMER: resuming from it skips nothing', async () => {
     const hub = new EventManager<Events>();
     const server = await startServer(createSseHandler(hub, { retryMs: 10 }));
-    cleanups.push(() => server.close(), () => hub.close());
+    cleanups.push(
+      () => server.close(),
+      () => hub.close(),
+    );
     const { client } = open(`${server.url}/?stream=a`, { maxQueue: 10 });
     const iterator = client[Symbol.asyncIterator]();
     await waitUntil(() => hub.stats().connections === 1, 5000, 'connected');
@@ -739,7 +775,7 @@ describe('options', () => {
     expect(heard).toEqual([1, 2, 3]);
     expect(errors).toHaveLength(1);
     expect(errors[0]).toMatchObject({ code: 'ERR_LISTENER', willRetry: false });
-    expect((errors[0]?.cause as Error).message).toBe('render failed');
+    expect((errors[0]?.cause as Error | undefined)?.message).toBe('render failed');
     expect(client.status).toBe('open');
   });
 });

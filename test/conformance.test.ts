@@ -2,8 +2,8 @@ import http from 'node:http';
 import zlib from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { EventSource } from 'eventsource';
-import { EventManager, type EventManagerOptions } from '../src/index.js';
-import { ADAPTERS, type Adapter, type NeutralOptions, type RequestInfo } from './adapters.js';
+import type { EventManager, EventManagerOptions } from '../src/index.js';
+import { ADAPTERS, type NeutralOptions, type RequestInfo } from './adapters.js';
 import { cleanupAfterEach, openStream, payloads, sleep, stalledClient, waitUntil, type TestServer } from './helpers.js';
 import { BACKENDS } from './redis.js';
 
@@ -38,7 +38,10 @@ describe.each(MATRIX)('$name', ({ adapter, backend }) => {
   ): Promise<{ hub: EventManager<Events>; server: TestServer; url: (query: string) => string }> {
     const hub = backend.hub<Events>(hubOptions);
     const server = await adapter.mount(hub, handlerOptions);
-    cleanups.push(() => server.close(), () => hub.close());
+    cleanups.push(
+      () => server.close(),
+      () => hub.close(),
+    );
     return { hub, server, url: (query) => `${server.url}/events?${query}` };
   }
 
@@ -226,7 +229,10 @@ describe.each(MATRIX)('$name', ({ adapter, backend }) => {
       await hub.publish('a', 'tick', { n: 1 });
       const resumed = await openStream(url('stream=a&types=tick'), { 'last-event-id': first.id });
       const unknown = await openStream(url('stream=a&types=tick'), { 'last-event-id': 'nope' });
-      cleanups.push(() => resumed.close(), () => unknown.close());
+      cleanups.push(
+        () => resumed.close(),
+        () => unknown.close(),
+      );
       await resumed.waitFor((c) => c.events.length === 1);
       await unknown.waitFor((c) => c.events.length === 3);
       expect(resumed.events.map((e) => e.data)).toEqual(['{"n":1}']);
@@ -313,7 +319,10 @@ describe.each(MATRIX)('$name', ({ adapter, backend }) => {
       const { hub, url } = await setup({ heartbeatMs: 100 });
       const idle = await openStream(url('stream=quiet'));
       const busy = await openStream(url('stream=busy'));
-      cleanups.push(() => idle.close(), () => busy.close());
+      cleanups.push(
+        () => idle.close(),
+        () => busy.close(),
+      );
       await waitUntil(() => hub.stats().connections === 2);
       const pump = setInterval(() => void hub.publish('busy', 'note', 'x'), 10);
       const heartbeats = (client: typeof idle) => client.comments.filter((c) => c === 'heartbeat').length;
@@ -408,7 +417,10 @@ describe.each(MATRIX)('$name', ({ adapter, backend }) => {
 
       const first = await openStream(url('stream=a'), { 'x-user': 'alice' });
       const second = await openStream(url('stream=b'), { 'x-user': 'alice' });
-      cleanups.push(() => first.close(), () => second.close());
+      cleanups.push(
+        () => first.close(),
+        () => second.close(),
+      );
       const third = await openStream(url('stream=a'), { 'x-user': 'alice' });
       expect([first.status, second.status, third.status]).toEqual([200, 200, 429]);
       expect(JSON.parse(third.body).error).toBe('too_many_connections');
@@ -428,10 +440,22 @@ describe.each(MATRIX)('$name', ({ adapter, backend }) => {
       const none = await openStream(url(''));
       expect(none.status).toBe(400);
       expect(JSON.parse(none.body)).toMatchObject({ error: 'bad_request', message: expect.stringContaining('no stream') });
-      const many = await openStream(url(range(0, 51).map((n) => `stream=s${n}`).join('&')));
+      const many = await openStream(
+        url(
+          range(0, 51)
+            .map((n) => `stream=s${n}`)
+            .join('&'),
+        ),
+      );
       expect(many.status).toBe(400);
       expect(JSON.parse(many.body).message).toContain('at most 50 streams');
-      const fifty = await openStream(url(range(0, 50).map((n) => `stream=s${n}`).join('&')));
+      const fifty = await openStream(
+        url(
+          range(0, 50)
+            .map((n) => `stream=s${n}`)
+            .join('&'),
+        ),
+      );
       fifty.close();
       expect(fifty.status).toBe(200);
       const longId = await openStream(url('stream=a'), { 'last-event-id': 'x'.repeat(2000) });

@@ -1,5 +1,13 @@
 import { afterEach, describe, expect, expectTypeOf, it } from 'vitest';
-import { EventManager, MemoryBackend, SseFormatError, SsecastError, type Backend, type PublishedEvent, type SubscriptionEvent } from '../src/index.js';
+import {
+  EventManager,
+  MemoryBackend,
+  SseFormatError,
+  SsecastError,
+  type Backend,
+  type PublishedEvent,
+  type SubscriptionEvent,
+} from '../src/index.js';
 
 type Events = {
   sandbox_status: { sandbox_id: string; status: 'creating' | 'running' | 'stopped' | 'error' };
@@ -63,7 +71,9 @@ describe('EventManager', () => {
     const fromTwo = await take(two, 20);
     const fromAll = await take(all, 30);
     expect(fromTwo.map((e) => (e.data as { output: string }).output)).toEqual(
-      Array.from({ length: 30 }, (_, i) => i).filter((i) => i % 3 !== 2).map(String),
+      Array.from({ length: 30 }, (_, i) => i)
+        .filter((i) => i % 3 !== 2)
+        .map(String),
     );
     expect(fromAll.map((e) => (e.data as { output: string }).output)).toEqual(Array.from({ length: 30 }, (_, i) => String(i)));
   });
@@ -190,7 +200,8 @@ describe('EventManager', () => {
     await new Promise((resolve) => setTimeout(resolve, 15));
     const cut = Date.now();
     const fresh: string[] = [];
-    for (let i = 0; i < 15; i++) fresh.push((await h.publish(i % 2 ? 'a' : 'b', 'command_output', { output: `new ${i}`, stream: 'stdout' })).id);
+    for (let i = 0; i < 15; i++)
+      fresh.push((await h.publish(i % 2 ? 'a' : 'b', 'command_output', { output: `new ${i}`, stream: 'stdout' })).id);
     for (const since of [new Date(cut), cut, new Date(cut).toISOString()]) {
       const got = await take(h.subscribe({ streams: ['a', 'b'], since }), 15);
       expect(got.map((e) => e.id)).toEqual(fresh);

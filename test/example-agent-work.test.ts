@@ -10,20 +10,30 @@ const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 
 const cleanups = cleanupAfterEach();
 
-async function start(env: Record<string, string> = {}): Promise<{ server: TestServer; base: string; hub: Awaited<ReturnType<typeof createAgentWorkApp>>['hub'] }> {
+async function start(
+  env: Record<string, string> = {},
+): Promise<{ server: TestServer; base: string; hub: Awaited<ReturnType<typeof createAgentWorkApp>>['hub'] }> {
   const agentWork = await createAgentWorkApp({ env, log: { log() {}, warn() {}, error() {} } });
   const server = await listen(http.createServer(agentWork.app));
   agentWork.setOrigin(server.url);
-  cleanups.push(() => agentWork.close(), () => server.close());
+  cleanups.push(
+    () => agentWork.close(),
+    () => server.close(),
+  );
   return { server, base: server.url, hub: agentWork.hub };
 }
 
 async function runTask(base: string, agent: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
-  return fetch(`${base}/api/v1/agents/${agent}/tasks`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+  return fetch(`${base}/api/v1/agents/${agent}/tasks`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+  });
 }
 
 const data = (event: ParsedEvent) => JSON.parse(event.data) as Record<string, unknown>;
-const finished = (client: StreamClient) => client.events.some((e) => e.event === 'sandbox_status' && ['stopped', 'error'].includes(data(e).status as string));
+const finished = (client: StreamClient) =>
+  client.events.some((e) => e.event === 'sandbox_status' && ['stopped', 'error'].includes(data(e).status as string));
 
 describe('Agent Work over HTTP', () => {
   it('streams a whole task in order, with every field of the four event types and a timestamp on each', async () => {
@@ -63,22 +73,41 @@ describe('Agent Work over HTTP', () => {
     expect(events[firstOutput - 1]).toMatchObject({ type: 'git_operation', data: { operation: 'branch', status: 'completed' } });
 
     const status = events.find((e) => e.type === 'sandbox_status')?.data;
-    expect(status).toEqual({ sandbox_id: ids.sandbox_id, agent_id: 'agent-1', status: 'creating', task_id: ids.task_id, timestamp: expect.any(String) });
+    expect(status).toEqual({
+      sandbox_id: ids.sandbox_id,
+      agent_id: 'agent-1',
+      status: 'creating',
+      task_id: ids.task_id,
+      timestamp: expect.any(String),
+    });
     const clone = events.filter((e) => e.type === 'git_operation' && e.data.operation === 'clone');
     const progress = clone.map((e) => e.data.progress as number);
     expect(progress[0]).toBe(0);
     expect(progress.at(-1)).toBe(100);
     expect(progress.some((p) => p > 0 && p < 100)).toBe(true);
     expect(progress).toEqual([...progress].sort((a, b) => a - b));
-    for (const e of clone) expect(Object.keys(e.data).sort()).toEqual(expect.arrayContaining(['message', 'operation', 'sandbox_id', 'status', 'timestamp']));
+    for (const e of clone)
+      expect(Object.keys(e.data).sort()).toEqual(expect.arrayContaining(['message', 'operation', 'sandbox_id', 'status', 'timestamp']));
     // In order per stream; stdout and stderr are separate pipes, so not across them.
-    const lines = (stream: string) => events.filter((e) => e.type === 'command_output' && e.data.stream === stream).map((e) => e.data.output);
+    const lines = (stream: string) =>
+      events.filter((e) => e.type === 'command_output' && e.data.stream === stream).map((e) => e.data.output);
     expect(lines('stdout')).toEqual(['one\n', 'two\n']);
     expect(lines('stderr')).toEqual(['warn\n']);
     const output = events.find((e) => e.type === 'command_output' && e.data.stream === 'stdout')?.data;
-    expect(output).toEqual({ sandbox_id: ids.sandbox_id, output: 'one\n', stream: 'stdout', task_id: ids.task_id, timestamp: expect.any(String) });
+    expect(output).toEqual({
+      sandbox_id: ids.sandbox_id,
+      output: 'one\n',
+      stream: 'stdout',
+      task_id: ids.task_id,
+      timestamp: expect.any(String),
+    });
     const pr = events.find((e) => e.type === 'pr_created')?.data as Record<string, unknown>;
-    expect(pr).toEqual({ task_id: ids.task_id, pr_url: `${base}/github/acme/agent-work-demo/pull/1`, pr_number: 1, timestamp: expect.any(String) });
+    expect(pr).toEqual({
+      task_id: ids.task_id,
+      pr_url: `${base}/github/acme/agent-work-demo/pull/1`,
+      pr_number: 1,
+      timestamp: expect.any(String),
+    });
     expect(await (await fetch(pr.pr_url as string)).text()).toContain(`Agent task ${ids.task_id}`);
   }, 30_000);
 
@@ -98,7 +127,12 @@ describe('Agent Work over HTTP', () => {
     expect(stream.raw).not.toContain('abc.def-123456789');
     expect(stream.raw).not.toContain('github_pat_11');
     // stdout and stderr are separate pipes: their lines may interleave either way.
-    expect(stream.events.filter((e) => e.event === 'command_output').map((e) => data(e).output).sort()).toEqual([
+    expect(
+      stream.events
+        .filter((e) => e.event === 'command_output')
+        .map((e) => data(e).output)
+        .sort(),
+    ).toEqual([
       'Authorization: [REDACTED]\n',
       'GITHUB_TOKEN=[REDACTED]\n',
       'pat [REDACTED]\n',
@@ -123,7 +157,10 @@ describe('Agent Work over HTTP', () => {
     const { base } = await start();
     const one = await openStream(`${base}/api/v1/sse?agent_id=agent-1`);
     const both = await openStream(`${base}/api/v1/sse?agent_id=agent-1&agent_id=agent-2`);
-    cleanups.push(() => one.close(), () => both.close());
+    cleanups.push(
+      () => one.close(),
+      () => both.close(),
+    );
     await runTask(base, 'agent-2', { command: 'echo for two' });
     await both.waitFor(finished, 20_000, 'the task to finish');
     expect(both.events.length).toBeGreaterThan(10);
@@ -142,11 +179,13 @@ describe('Agent Work over HTTP', () => {
     await expect(publish('sandbox_status', { sandbox_id: 's', agent_id: 'agent-1', status: 'paused', timestamp: now })).rejects.toThrow(
       /^invalid sandbox_status event for stream "agent-1": data\.status: /,
     );
-    await expect(publish('git_operation', { sandbox_id: 's', operation: 'clone', status: 'started', message: 'x', progress: 140, timestamp: now })).rejects.toThrow(
-      /data\.progress: /,
-    );
+    await expect(
+      publish('git_operation', { sandbox_id: 's', operation: 'clone', status: 'started', message: 'x', progress: 140, timestamp: now }),
+    ).rejects.toThrow(/data\.progress: /);
     await expect(publish('pr_created', { pr_url: 'javascript:alert(1)', pr_number: 1, timestamp: now })).rejects.toThrow(/data\.pr_url: /);
-    await expect(publish('command_output', { sandbox_id: 's', output: 'x', stream: 'stdout', timestamp: now, extra: 1 })).rejects.toThrow(/data: /);
+    await expect(publish('command_output', { sandbox_id: 's', output: 'x', stream: 'stdout', timestamp: now, extra: 1 })).rejects.toThrow(
+      /data: /,
+    );
     await expect(publish('deploy_started', {})).rejects.toThrow('no schema for event type "deploy_started"');
     await publish('command_output', { sandbox_id: 's', output: 'ok\n', stream: 'stdout', timestamp: now });
     await stream.waitFor((c) => c.events.length === 1);
@@ -158,7 +197,11 @@ describe('Agent Work over HTTP', () => {
     expect((await runTask(base, 'bad agent!', {})).status).toBe(400);
     expect((await runTask(base, 'agent-1', { command: 42 })).status).toBe(400);
     expect((await runTask(base, 'agent-1', { command: 'x'.repeat(5000) })).status).toBe(400);
-    const malformed = await fetch(`${base}/api/v1/agents/agent-1/tasks`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{oops' });
+    const malformed = await fetch(`${base}/api/v1/agents/agent-1/tasks`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{oops',
+    });
     expect(malformed.status).toBe(400);
     expect(await malformed.json()).toMatchObject({ error: 'bad_request' });
     expect((await fetch(`${base}/api/v1/sse`)).status).toBe(400);
@@ -229,7 +272,10 @@ describe('Agent Work with SSE_JWT_SECRET', () => {
     const alice = await token(['agent-1']);
     const byCookie = await openStream(`${base}/api/v1/sse?agent_id=agent-1`, { cookie: `access_token=${alice}` });
     const byQuery = await openStream(`${base}/api/v1/sse?agent_id=agent-1&access_token=${alice}`);
-    cleanups.push(() => byCookie.close(), () => byQuery.close());
+    cleanups.push(
+      () => byCookie.close(),
+      () => byQuery.close(),
+    );
     expect([byCookie.status, byQuery.status]).toEqual([200, 200]);
     const response = await runTask(base, 'agent-1', { command: 'echo authorised' }, { authorization: `Bearer ${alice}` });
     expect(response.status).toBe(202);

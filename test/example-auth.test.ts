@@ -22,17 +22,27 @@ describe('Agent Work auth', () => {
     expect(alice).toEqual({ id: 'alice', streams: ['a1', 'a2'], expiresAt: expect.any(Number) });
     // The token's exp (whole seconds), in milliseconds: the stream ends when the token does.
     expect(Math.abs((alice?.expiresAt ?? 0) - inAnHour)).toBeLessThan(2000);
-    expect(await principalOf(await issueToken({ sub: 'root', agents: '*' }, key), key)).toEqual({ id: 'root', streams: '*', expiresAt: expect.any(Number) });
+    expect(await principalOf(await issueToken({ sub: 'root', agents: '*' }, key), key)).toEqual({
+      id: 'root',
+      streams: '*',
+      expiresAt: expect.any(Number),
+    });
   });
 
   it.each([
     ['no token', async () => undefined],
     ['garbage', async () => 'not.a.jwt'],
-    ['a token signed with another secret', async () => issueToken({ sub: 'eve', agents: '*' }, keyFor('another-secret-another-secret-another'))],
+    [
+      'a token signed with another secret',
+      async () => issueToken({ sub: 'eve', agents: '*' }, keyFor('another-secret-another-secret-another')),
+    ],
     ['an expired token', async () => issueToken({ sub: 'alice', agents: ['a1'], expiresIn: '-1m' }, key)],
     ['an unsigned (alg none) token', async () => `${b64({ alg: 'none' })}.${b64({ sub: 'eve', agents: '*' })}.`],
     ['a token without agents', async () => new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('bob').sign(key)],
-    ['a token whose agents is not a list of strings', async () => new SignJWT({ agents: [1] }).setProtectedHeader({ alg: 'HS256' }).setSubject('bob').sign(key)],
+    [
+      'a token whose agents is not a list of strings',
+      async () => new SignJWT({ agents: [1] }).setProtectedHeader({ alg: 'HS256' }).setSubject('bob').sign(key),
+    ],
     ['a token without sub', async () => new SignJWT({ agents: '*' }).setProtectedHeader({ alg: 'HS256' }).sign(key)],
     ['an oversized token', async () => 'x'.repeat(5000)],
   ])('rejects %s with null', async (_what, make) => {

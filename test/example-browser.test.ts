@@ -140,7 +140,11 @@ describe.skipIf(!hasChromium)('the Agent Work page in Chromium', () => {
             controller.enqueue(chunk);
           },
         });
-        return new Response(response.body.pipeThrough(tap), { status: response.status, statusText: response.statusText, headers: response.headers });
+        return new Response(response.body.pipeThrough(tap), {
+          status: response.status,
+          statusText: response.statusText,
+          headers: response.headers,
+        });
       };
     });
     const page = await context.newPage();
@@ -168,7 +172,9 @@ describe.skipIf(!hasChromium)('the Agent Work page in Chromium', () => {
       await page.waitForFunction(() => document.querySelector('#connection')?.textContent === 'connected', null, WAIT);
     } catch (error) {
       // Say what the page shows instead: its connection state and the stream's last error.
-      const shown = await page.evaluate(() => `${document.querySelector('#connection')?.textContent}; ${document.querySelector('#stream-error')?.textContent}`);
+      const shown = await page.evaluate(
+        () => `${document.querySelector('#connection')?.textContent}; ${document.querySelector('#stream-error')?.textContent}`,
+      );
       throw new Error(`the page never connected: ${shown}`, { cause: error });
     }
   }
@@ -181,7 +187,8 @@ describe.skipIf(!hasChromium)('the Agent Work page in Chromium', () => {
   /** Waits for the task to end: a pull request link and the sandbox stopped. */
   async function waitForTaskEnd(page: Page): Promise<void> {
     await page.waitForFunction(
-      () => document.querySelector('#pr a') !== null && (document.querySelector('#sandbox') as HTMLElement | null)?.dataset.state === 'stopped',
+      () =>
+        document.querySelector('#pr a') !== null && (document.querySelector('#sandbox') as HTMLElement | null)?.dataset.state === 'stopped',
       null,
       WAIT,
     );
@@ -189,7 +196,9 @@ describe.skipIf(!hasChromium)('the Agent Work page in Chromium', () => {
 
   /** The terminal's lines: command_output carries each line with its "\n", which the <pre> renders as a break. */
   async function terminalLines(page: Page): Promise<TerminalLine[]> {
-    const spans = await page.$$eval('#terminal > span', (elements) => elements.map((span) => ({ stream: span.className, text: span.textContent ?? '' })));
+    const spans = await page.$$eval('#terminal > span', (elements) =>
+      elements.map((span) => ({ stream: span.className, text: span.textContent ?? '' })),
+    );
     for (const span of spans) expect(span.text).toMatch(/\n$/);
     return spans.map((span) => ({ stream: span.stream, text: span.text.replace(/\n$/, '') }));
   }
@@ -269,7 +278,11 @@ describe.skipIf(!hasChromium)('the Agent Work page in Chromium', () => {
     });
 
     await runTask(page, 'for i in $(seq 1 40); do echo "line $i"; sleep 0.05; done');
-    await page.waitForFunction(() => [...document.querySelectorAll('#terminal > span')].some((span) => span.textContent === 'line 10\n'), null, WAIT);
+    await page.waitForFunction(
+      () => [...document.querySelectorAll('#terminal > span')].some((span) => span.textContent === 'line 10\n'),
+      null,
+      WAIT,
+    );
     const before = sseRequests.length;
     expect(dropSse()).toBeGreaterThanOrEqual(1);
     const shownAtDrop = (await terminalLines(page)).length;
@@ -315,7 +328,9 @@ describe.skipIf(!hasChromium)('the Agent Work page in Chromium', () => {
 
     // For the record (not asserted: it depends on the machine's speed).
     const states = await page.evaluate(() => window.__states ?? []);
-    console.info(`[example-browser] dropped after ${shownAtDrop}/40 lines; states ${states.join(' → ')}; SSE requests ${sseRequests.length}`);
+    console.info(
+      `[example-browser] dropped after ${shownAtDrop}/40 lines; states ${states.join(' → ')}; SSE requests ${sseRequests.length}`,
+    );
 
     expect(pageErrors).toEqual([]);
     expect(appErrors).toEqual([]);
@@ -351,28 +366,38 @@ describe.skipIf(!hasChromium)('the Agent Work page in Chromium', () => {
 
     it.each([
       { what: 'no token', agent: 'agent-1', agents: undefined, status: 401, message: 'authentication required' },
-      { what: 'a token for agent-1 only', agent: 'agent-2', agents: ['agent-1'], status: 403, message: 'not allowed to read stream "agent-2"' },
-    ])('with $what, shows the server\'s refusal ($status) and status closed, and does not try again', async ({ agent, agents, status, message }) => {
-      const { url, page, sseRequests, pageErrors, appErrors } = await start({ SSE_JWT_SECRET: SECRET });
-      const query = agents ? `&access_token=${await issueToken({ sub: 'alice', agents }, key)}` : '';
-      await page.goto(`${url}/?agent_id=${agent}${query}`);
+      {
+        what: 'a token for agent-1 only',
+        agent: 'agent-2',
+        agents: ['agent-1'],
+        status: 403,
+        message: 'not allowed to read stream "agent-2"',
+      },
+    ])(
+      "with $what, shows the server's refusal ($status) and status closed, and does not try again",
+      async ({ agent, agents, status, message }) => {
+        const { url, page, sseRequests, pageErrors, appErrors } = await start({ SSE_JWT_SECRET: SECRET });
+        const query = agents ? `&access_token=${await issueToken({ sub: 'alice', agents }, key)}` : '';
+        await page.goto(`${url}/?agent_id=${agent}${query}`);
 
-      await page.waitForFunction(() => document.querySelector('#connection')?.textContent === 'closed', null, WAIT);
-      expect(await page.locator('#connection').getAttribute('data-state')).toBe('closed');
-      const shown = page.locator('#stream-error');
-      expect(await shown.isVisible()).toBe(true);
-      expect(await shown.textContent()).toBe(`The stream closed (${status}): ${message}`);
+        await page.waitForFunction(() => document.querySelector('#connection')?.textContent === 'closed', null, WAIT);
+        expect(await page.locator('#connection').getAttribute('data-state')).toBe('closed');
+        const shown = page.locator('#stream-error');
+        expect(await shown.isVisible()).toBe(true);
+        expect(await shown.textContent()).toBe(`The stream closed (${status}): ${message}`);
 
-      // A refusal is final: well past the client's first backoff (under 1 s here), still one request.
-      await new Promise((resolve) => setTimeout(resolve, 1500));
-      expect(sseRequests).toHaveLength(1);
-      expect(sseRequests[0]?.agents).toEqual([agent]);
-      expect(sseRequests[0]?.authorization).toEqual(agents ? expect.stringMatching(/^Bearer \S+$/) : undefined);
-      expect(await page.locator('#connection').textContent()).toBe('closed');
-      expect(await page.evaluate(() => window.__received ?? [])).toEqual([]);
+        // A refusal is final: well past the client's first backoff (under 1 s here), still one request.
+        await new Promise((resolve) => setTimeout(resolve, 1500));
+        expect(sseRequests).toHaveLength(1);
+        expect(sseRequests[0]?.agents).toEqual([agent]);
+        expect(sseRequests[0]?.authorization).toEqual(agents ? expect.stringMatching(/^Bearer \S+$/) : undefined);
+        expect(await page.locator('#connection').textContent()).toBe('closed');
+        expect(await page.evaluate(() => window.__received ?? [])).toEqual([]);
 
-      expect(pageErrors).toEqual([]);
-      expect(appErrors).toEqual([]);
-    }, 30_000);
+        expect(pageErrors).toEqual([]);
+        expect(appErrors).toEqual([]);
+      },
+      30_000,
+    );
   });
 });

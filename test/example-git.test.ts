@@ -113,19 +113,30 @@ describe('parseGitProgress', () => {
       phase: 'receiving',
       percent: 2,
     });
-    expect(
-      parseGitProgress('Receiving objects:   1% (3/204)\rremote: Total 204 (delta 0), reused 204 (delta 0)        \n'),
-    ).toEqual({ phase: 'receiving', percent: 1 });
-    expect(parseGitProgress('Counting objects:  99% (202/204)\rCounting objects: 100% (204/204)\rCompressing objects:  25% (1/4)')).toEqual({
-      phase: 'compressing',
-      percent: 25,
+    expect(parseGitProgress('Receiving objects:   1% (3/204)\rremote: Total 204 (delta 0), reused 204 (delta 0)        \n')).toEqual({
+      phase: 'receiving',
+      percent: 1,
     });
+    expect(parseGitProgress('Counting objects:  99% (202/204)\rCounting objects: 100% (204/204)\rCompressing objects:  25% (1/4)')).toEqual(
+      {
+        phase: 'compressing',
+        percent: 25,
+      },
+    );
   });
 
   it('gets whole lines out of chunks that split lines, \\r and \\r\\n anywhere', () => {
     const lines: string[] = [];
     const splitter = createLineSplitter((line) => lines.push(line));
-    for (const chunk of ['Receiving obj', 'ects:   1% (3/204)\rRecei', 'ving objects:   2% (5/204)\r', '\rdone\r', '\nCloning', ' into x\n\n', 'tail']) {
+    for (const chunk of [
+      'Receiving obj',
+      'ects:   1% (3/204)\rRecei',
+      'ving objects:   2% (5/204)\r',
+      '\rdone\r',
+      '\nCloning',
+      ' into x\n\n',
+      'tail',
+    ]) {
       splitter.write(chunk);
     }
     expect(lines).toEqual(['Receiving objects:   1% (3/204)', 'Receiving objects:   2% (5/204)', 'done', 'Cloning into x']);
@@ -165,9 +176,9 @@ describe('displayUrl', () => {
   });
 
   it('redacts every URL inside a line of git output', () => {
-    expect(
-      redactCredentials("fatal: unable to access 'https://x-access-token:ghp_secret123@host/r.git/': error; To https://a:b@h/x"),
-    ).toBe("fatal: unable to access 'https://host/r.git/': error; To https://h/x");
+    expect(redactCredentials("fatal: unable to access 'https://x-access-token:ghp_secret123@host/r.git/': error; To https://a:b@h/x")).toBe(
+      "fatal: unable to access 'https://host/r.git/': error; To https://h/x",
+    );
   });
 });
 
@@ -248,7 +259,14 @@ describe('GitService', () => {
     await service.clone({ sandboxId: 'sb-1', url: remote.url, dir });
     await writeFile(path.join(dir, 'a.txt'), 'a\n');
     await writeFile(path.join(dir, 'b.txt'), 'b\n');
-    await service.commit({ sandboxId: 'sb-1', dir, message: 'Only a', files: ['a.txt'], authorName: 'Ada', authorEmail: 'ada@example.invalid' });
+    await service.commit({
+      sandboxId: 'sb-1',
+      dir,
+      message: 'Only a',
+      files: ['a.txt'],
+      authorName: 'Ada',
+      authorEmail: 'ada@example.invalid',
+    });
     expect((await gitOut(['show', '--name-only', '--format=%an <%ae>|%cn', 'HEAD'], dir)).trim().split('\n').filter(Boolean)).toEqual([
       'Ada <ada@example.invalid>|Ada',
       'a.txt',

@@ -51,15 +51,31 @@ describe('GitHubService through Octokit against the in-process GitHub endpoint',
     const server = await startFake();
     const emitted: unknown[] = [];
     const make = (token: string) =>
-      new GitHubService({ emit: (type, data) => void emitted.push({ type, data }), baseUrl: `${server.url}/github-api`, token, owner: 'acme', repo: 'app' });
-    await expect(make('').createPullRequest({ taskId: 't', head: 'h', base: 'main', title: 'x' })).rejects.toThrow(/pull request failed \(401\)/);
-    await expect(make('ghp_x').createPullRequest({ taskId: 't', head: 'h', base: 'main', title: '' })).rejects.toThrow(/\(422\).*Validation Failed/);
+      new GitHubService({
+        emit: (type, data) => void emitted.push({ type, data }),
+        baseUrl: `${server.url}/github-api`,
+        token,
+        owner: 'acme',
+        repo: 'app',
+      });
+    await expect(make('').createPullRequest({ taskId: 't', head: 'h', base: 'main', title: 'x' })).rejects.toThrow(
+      /pull request failed \(401\)/,
+    );
+    await expect(make('ghp_x').createPullRequest({ taskId: 't', head: 'h', base: 'main', title: '' })).rejects.toThrow(
+      /\(422\).*Validation Failed/,
+    );
     expect(emitted).toEqual([]);
   });
 
   it('never repeats a token from an error message', async () => {
-    const secret = 'ghp_' + 'Z'.repeat(36);
-    const github = new GitHubService({ emit: () => {}, baseUrl: `http://x-access-token:${secret}@127.0.0.1:1`, token: secret, owner: 'o', repo: 'r' });
+    const secret = `ghp_${'Z'.repeat(36)}`;
+    const github = new GitHubService({
+      emit: () => {},
+      baseUrl: `http://x-access-token:${secret}@127.0.0.1:1`,
+      token: secret,
+      owner: 'o',
+      repo: 'r',
+    });
     const error = await github.createPullRequest({ taskId: 't', head: 'h', base: 'b', title: 't' }).catch((e: Error) => e);
     expect(error).toBeInstanceOf(Error);
     expect((error as Error).message).not.toContain(secret);

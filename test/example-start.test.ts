@@ -18,7 +18,10 @@ describe('npm run example on a port already taken', () => {
     cleanups.push(() => new Promise((resolve) => taken.close(resolve)));
     const port = (taken.address() as AddressInfo).port;
     const before = remotes();
-    const child = spawn(process.execPath, [server], { env: { ...process.env, PORT: String(port), HOST: '127.0.0.1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [server], {
+      env: { ...process.env, PORT: String(port), HOST: '127.0.0.1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     cleanups.push(() => child.kill());
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));

@@ -195,7 +195,15 @@ describe.each(EXPRESS)('$name', ({ express }) => {
     const app = express();
     const handled: unknown[] = [];
     app.get('/events', sse(hub, { authorize: () => null }));
-    app.get('/boom', sse(hub, { authorize: () => { throw new Error('secret detail'); }, onError: () => {} }));
+    app.get(
+      '/boom',
+      sse(hub, {
+        authorize: () => {
+          throw new Error('secret detail');
+        },
+        onError: () => {},
+      }),
+    );
     const errorHandler: ErrorRequestHandler = (error, _req, res, _next) => {
       handled.push(error);
       res.status(599).json({ handledBy: 'express' });

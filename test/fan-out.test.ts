@@ -17,14 +17,26 @@ const cleanups = cleanupAfterEach();
 async function setup() {
   const hub = new EventManager<Events>({ replay: 0, historySize: 5000 });
   const server = await startServer(createSseHandler(hub));
-  cleanups.push(() => server.close(), () => hub.close());
+  cleanups.push(
+    () => server.close(),
+    () => hub.close(),
+  );
   return { hub, url: (query: string) => `${server.url}/?${query}` };
 }
 
 describe('fan-out of one tick to connections with different frames', () => {
   it('gives every client exactly its events when streams and type filters interleave within a tick', async () => {
     const { hub, url } = await setup();
-    const queries = ['stream=a', 'stream=a', 'stream=a&types=tick', 'stream=a&stream=b', 'stream=b', 'stream=a&types=note', 'stream=a', 'stream=b&stream=a&types=tick'];
+    const queries = [
+      'stream=a',
+      'stream=a',
+      'stream=a&types=tick',
+      'stream=a&stream=b',
+      'stream=b',
+      'stream=a&types=note',
+      'stream=a',
+      'stream=b&stream=a&types=tick',
+    ];
     const clients = [];
     for (const query of queries) {
       const client = await openStream(url(query));
@@ -55,7 +67,10 @@ describe('fan-out of one tick to connections with different frames', () => {
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
     for (const [i, client] of clients.entries()) {
-      expect(client.events.map((e) => `${e.event}:${JSON.parse(e.data).n}`), queries[i]).toEqual(expected[i]);
+      expect(
+        client.events.map((e) => `${e.event}:${JSON.parse(e.data).n}`),
+        queries[i],
+      ).toEqual(expected[i]);
     }
   });
 
@@ -63,7 +78,10 @@ describe('fan-out of one tick to connections with different frames', () => {
     const { hub, url } = await setup();
     const first = await openStream(url('stream=a'));
     const second = await openStream(url('stream=a&types=tick'));
-    cleanups.push(() => first.close(), () => second.close());
+    cleanups.push(
+      () => first.close(),
+      () => second.close(),
+    );
     await waitUntil(() => hub.stats().connections === 2);
     const pad = 'x'.repeat(1000);
     // About 200 KiB in one tick: several eager flushes per connection.
@@ -87,7 +105,10 @@ describe('live events that arrive while history loads', () => {
   it('holds a burst of more than maxQueue events for an HTTP client, bounded by its unsent bytes, and delivers them in order', async () => {
     const hub = new EventManager<Events>({ backend: new SlowReadBackend({ maxEventsPerStream: 5000 }), replay: 0, maxQueue: 1000 });
     const server = await startServer(createSseHandler(hub));
-    cleanups.push(() => server.close(), () => hub.close());
+    cleanups.push(
+      () => server.close(),
+      () => hub.close(),
+    );
     const client = await openStream(`${server.url}/?stream=a`);
     cleanups.push(() => client.close());
     await waitUntil(() => hub.stats().connections === 1);
@@ -99,9 +120,17 @@ describe('live events that arrive while history loads', () => {
   });
 
   it('still cuts off an HTTP client whose held events pass its unsent-bytes bound, and an iterator past maxQueue', async () => {
-    const hub = new EventManager<Events>({ backend: new SlowReadBackend({ maxEventsPerStream: 5000 }), replay: 0, maxQueue: 1000, maxEventBytes: 16 * 1024 });
+    const hub = new EventManager<Events>({
+      backend: new SlowReadBackend({ maxEventsPerStream: 5000 }),
+      replay: 0,
+      maxQueue: 1000,
+      maxEventBytes: 16 * 1024,
+    });
     const server = await startServer(createSseHandler(hub, { maxUnsentBytes: 32 * 1024 }));
-    cleanups.push(() => server.close(), () => hub.close());
+    cleanups.push(
+      () => server.close(),
+      () => hub.close(),
+    );
     const client = await openStream(`${server.url}/?stream=a`);
     cleanups.push(() => client.close());
     const iterating = hub.subscribe({ streams: ['a'] });

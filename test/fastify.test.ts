@@ -95,7 +95,10 @@ describe('Fastify 5 plugin', () => {
     const { app, url } = await start((app) => app.register(ssecastFastify, { hub, path: '/events' }));
     const first = await openStream(`${url}/events?stream=a`);
     const second = await openStream(`${url}/events?stream=b`);
-    cleanups.push(() => first.close(), () => second.close());
+    cleanups.push(
+      () => first.close(),
+      () => second.close(),
+    );
     await waitUntil(() => hub.stats().connections === 2, 5000, 'both streams to subscribe');
     await hub.publish('a', 'note', 'before close');
     await first.waitFor((c) => c.events.length === 1, 5000, 'the event before close');
@@ -184,7 +187,10 @@ describe('Fastify 5 plugin', () => {
     });
     const a = await openStream(`${url}/a/events?stream=s`);
     const b = await openStream(`${url}/b/events?stream=s`);
-    cleanups.push(() => a.close(), () => b.close());
+    cleanups.push(
+      () => a.close(),
+      () => b.close(),
+    );
     expect([a.status, b.status]).toEqual([200, 200]);
     await waitUntil(() => hubA.stats().connections === 1 && hubB.stats().connections === 1, 5000, 'one stream per hub');
     await hubA.publish('s', 'tick', { n: 1 });

@@ -39,7 +39,9 @@ interface BodyReader {
 
 /** Reads a body as it arrives (gunzipping first if asked) and parses it as an EventSource would. */
 function readBody(body: ReadableStream<Uint8Array>, { gunzip = false } = {}): BodyReader {
-  const source = gunzip ? body.pipeThrough(new DecompressionStream('gzip') as unknown as ReadableWritablePair<Uint8Array, Uint8Array>) : body;
+  const source = gunzip
+    ? body.pipeThrough(new DecompressionStream('gzip') as unknown as ReadableWritablePair<Uint8Array, Uint8Array>)
+    : body;
   const reader = source.getReader();
   const state: BodyReader = {
     events: [],

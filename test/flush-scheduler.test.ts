@@ -9,7 +9,9 @@ describe('FlushScheduler', () => {
   it('flushes every target once per tick, with one clock reading, and clears what the tick shared', async () => {
     const scheduler = new FlushScheduler();
     const seen: { name: string; clock: number; shared: unknown }[] = [];
-    const target = (name: string) => ({ flush: () => seen.push({ name, clock: scheduler.clock, shared: (scheduler.tickShared ??= name) }) });
+    const target = (name: string) => ({
+      flush: () => seen.push({ name, clock: scheduler.clock, shared: (scheduler.tickShared ??= name) }),
+    });
     const a = target('a');
     const b = target('b');
     scheduler.schedule(a);
@@ -48,7 +50,11 @@ describe('FlushScheduler', () => {
     expect(one.flushScheduler()).toBe(one.flushScheduler());
     expect(one.flushScheduler()).not.toBe(two.flushScheduler());
     const servers = await Promise.all([startServer(createSseHandler(one)), startServer(createSseHandler(two))]);
-    cleanups.push(...servers.map((s) => () => s.close()), () => one.close(), () => two.close());
+    cleanups.push(
+      ...servers.map((s) => () => s.close()),
+      () => one.close(),
+      () => two.close(),
+    );
     const clients = await Promise.all(servers.map((s) => openStream(`${s.url}/?stream=a`)));
     cleanups.push(...clients.map((c) => () => c.close()));
     await waitUntil(() => one.stats().connections === 1 && two.stats().connections === 1);

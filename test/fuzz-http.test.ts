@@ -287,7 +287,9 @@ const SSECAST_ERRORS: Record<number, string> = {
 function isNodeOwn(response: RawResponse): boolean {
   return (
     [400, 408, 413, 414, 417, 431, 505].includes(response.status) &&
-    response.headers.every(([name, value]) => ['connection', 'date', 'keep-alive'].includes(name) || (name === 'transfer-encoding' && value === 'chunked')) &&
+    response.headers.every(
+      ([name, value]) => ['connection', 'date', 'keep-alive'].includes(name) || (name === 'transfer-encoding' && value === 'chunked'),
+    ) &&
     response.body.length === 0
   );
 }
@@ -353,7 +355,26 @@ const CRASHER = 'GET http://[/ HTTP/1.1\r\nHost: x\r\n\r\n';
 
 const methodNames = fc.oneof(
   { weight: 30, arbitrary: fc.constant('GET') },
-  { weight: 8, arbitrary: fc.constantFrom('POST', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'PATCH', 'get', 'Get', 'TRACE', 'CONNECT', 'PROPFIND', 'M-SEARCH', 'PRI', 'QUERY', 'SOURCE') },
+  {
+    weight: 8,
+    arbitrary: fc.constantFrom(
+      'POST',
+      'HEAD',
+      'OPTIONS',
+      'PUT',
+      'DELETE',
+      'PATCH',
+      'get',
+      'Get',
+      'TRACE',
+      'CONNECT',
+      'PROPFIND',
+      'M-SEARCH',
+      'PRI',
+      'QUERY',
+      'SOURCE',
+    ),
+  },
   { weight: 1, arbitrary: fc.stringMatching(/^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,12}$/) },
   { weight: 1, arbitrary: fc.constantFrom('G ET', 'GET\t', '', utf8('GÉT'), '\0GET', 'GET\x7f') },
   { weight: 1, arbitrary: fc.integer({ min: 20, max: 6000 }).map((n) => 'G'.repeat(n)) },
@@ -362,8 +383,23 @@ const methodNames = fc.oneof(
 const paths = fc.oneof(
   { weight: 16, arbitrary: fc.constant('/events') },
   fc.constantFrom(
-    '/events/', '/EVENTS', '/events/x', '/events;x', '/events%2F', '/%65vents', '//events', '/events/..', '/./events',
-    '/events/../events', '/events%00', '/events\\x', '/', '', '/x/../events', `/events${utf8('é')}`, '/events\xe9',
+    '/events/',
+    '/EVENTS',
+    '/events/x',
+    '/events;x',
+    '/events%2F',
+    '/%65vents',
+    '//events',
+    '/events/..',
+    '/./events',
+    '/events/../events',
+    '/events%00',
+    '/events\\x',
+    '/',
+    '',
+    '/x/../events',
+    `/events${utf8('é')}`,
+    '/events\xe9',
   ),
 );
 
@@ -371,20 +407,58 @@ const paths = fc.oneof(
 const streamValues = fc.oneof(
   { weight: 10, arbitrary: fc.constantFrom('a', 'b') },
   fc.constantFrom(
-    '', '*', 'a%20b', 'a+b', '%E2%82%AC', '%zz', '%00', '%', '%C3%28', '%E0%A4%A', '%0D%0A', utf8('é'), utf8('😀'), '\xe9', '\xff', 'x'.repeat(256),
-    'x'.repeat(257), 'a,b', '..', 'a#b',
+    '',
+    '*',
+    'a%20b',
+    'a+b',
+    '%E2%82%AC',
+    '%zz',
+    '%00',
+    '%',
+    '%C3%28',
+    '%E0%A4%A',
+    '%0D%0A',
+    utf8('é'),
+    utf8('😀'),
+    '\xe9',
+    '\xff',
+    'x'.repeat(256),
+    'x'.repeat(257),
+    'a,b',
+    '..',
+    'a#b',
   ),
   fc.stringMatching(/^[A-Za-z0-9%._~!$'()*+,;:@/-]{0,12}$/),
 );
 
 const typeValues = fc.oneof(
-  fc.constantFrom('tick', 'tick,note', '%20note%20,%20tick%20', 'tick,,note', '', ',', 'resync', 'tick%0D', 'tick%00', 'x'.repeat(257), utf8('tïck')),
+  fc.constantFrom(
+    'tick',
+    'tick,note',
+    '%20note%20,%20tick%20',
+    'tick,,note',
+    '',
+    ',',
+    'resync',
+    'tick%0D',
+    'tick%00',
+    'x'.repeat(257),
+    utf8('tïck'),
+  ),
   fc.integer({ min: 60, max: 70 }).map((n) => Array.from({ length: n }, (_, i) => `t${i}`).join(',')),
 );
 
 const sinceValues = fc.constantFrom(
-  '2000-01-01T00:00:00Z', '2000-01-01', '2999-12-31T00:00:00.000%2B01:00', '2026-13-45T00:00:00Z', 'yesterday', '', `2000-01-01T00:00:00Z${'0'.repeat(80)}`,
-  '%zz', '+2000-01-01', '9'.repeat(30),
+  '2000-01-01T00:00:00Z',
+  '2000-01-01',
+  '2999-12-31T00:00:00.000%2B01:00',
+  '2026-13-45T00:00:00Z',
+  'yesterday',
+  '',
+  `2000-01-01T00:00:00Z${'0'.repeat(80)}`,
+  '%zz',
+  '+2000-01-01',
+  '9'.repeat(30),
 );
 
 /** Last-Event-ID shapes, given some ids the hub really issued. */
@@ -407,24 +481,56 @@ function param(key: string, value: fc.Arbitrary<string>): fc.Arbitrary<string> {
 
 function queries(ids: string[]): fc.Arbitrary<string> {
   const some = (piece: fc.Arbitrary<string>, absent: number, present: number, max = 2) =>
-    fc.oneof({ weight: absent, arbitrary: fc.constant<string[]>([]) }, { weight: present, arbitrary: fc.array(piece, { minLength: 1, maxLength: max }) });
+    fc.oneof(
+      { weight: absent, arbitrary: fc.constant<string[]>([]) },
+      { weight: present, arbitrary: fc.array(piece, { minLength: 1, maxLength: max }) },
+    );
   const manyStreams = fc.oneof(
     fc.integer({ min: 2, max: 60 }).map((n) => Array.from({ length: n }, (_, i) => `stream=s${i}`)),
     fc.integer({ min: 2, max: 60 }).map((n) => Array.from({ length: n }, () => 'stream=a')),
   );
   const junk = fc.oneof(
-    fc.constantFrom('%', '%zz', '%00', '&', '=', '==', 'stream', 'Stream=a', 'stream[]=a', 'x=%E0%A4%A', '%3D%26', utf8('ключ=значение'), '\xe9=\xe9', 'lastEventID=x'),
+    fc.constantFrom(
+      '%',
+      '%zz',
+      '%00',
+      '&',
+      '=',
+      '==',
+      'stream',
+      'Stream=a',
+      'stream[]=a',
+      'x=%E0%A4%A',
+      '%3D%26',
+      utf8('ключ=значение'),
+      '\xe9=\xe9',
+      'lastEventID=x',
+    ),
     fc.stringMatching(/^[A-Za-z0-9%=+._~-]{1,10}$/),
   );
   // Long query strings, up to ~8 KiB.
-  const long = fc.integer({ min: 500, max: 8 * 1024 }).chain((n) =>
-    fc.constantFrom(`pad=${'x'.repeat(n)}`, `stream=${'y'.repeat(n)}`, Array.from({ length: Math.floor(n / 10) }, (_, i) => `k${i}=v`).join('&'), `types=${'t,'.repeat(n / 2)}t`),
-  );
+  const long = fc
+    .integer({ min: 500, max: 8 * 1024 })
+    .chain((n) =>
+      fc.constantFrom(
+        `pad=${'x'.repeat(n)}`,
+        `stream=${'y'.repeat(n)}`,
+        Array.from({ length: Math.floor(n / 10) }, (_, i) => `k${i}=v`).join('&'),
+        `types=${'t,'.repeat(n / 2)}t`,
+      ),
+    );
   const parts = fc.tuple(
     fc.oneof({ weight: 10, arbitrary: some(param('stream', streamValues), 1, 10, 3) }, manyStreams),
     some(param('types', typeValues), 4, 1),
     some(param('since', sinceValues), 5, 1),
-    some(param('lastEventId', lastEventIds(ids).map((id) => encodeURIComponent(id).replace(/%25/g, '%'))), 5, 1),
+    some(
+      param(
+        'lastEventId',
+        lastEventIds(ids).map((id) => encodeURIComponent(id).replace(/%25/g, '%')),
+      ),
+      5,
+      1,
+    ),
     some(junk, 4, 1),
     some(long, 8, 1, 1),
   );
@@ -432,7 +538,9 @@ function queries(ids: string[]): fc.Arbitrary<string> {
     .tuple(parts, fc.constantFrom('&', '&', '&', '&&', ';'), fc.constantFrom('', '', '', '', '#frag', '#'))
     .chain(([groups, joiner, fragment]) => {
       const pieces = groups.flat();
-      return fc.shuffledSubarray(pieces, { minLength: pieces.length, maxLength: pieces.length }).map((shuffled) => `?${shuffled.join(joiner)}${fragment}`);
+      return fc
+        .shuffledSubarray(pieces, { minLength: pieces.length, maxLength: pieces.length })
+        .map((shuffled) => `?${shuffled.join(joiner)}${fragment}`);
     })
     .map((q) => (q === '?' ? '' : q));
 }
@@ -440,15 +548,46 @@ function queries(ids: string[]): fc.Arbitrary<string> {
 function targets(ids: string[]): fc.Arbitrary<string> {
   const origin = fc.tuple(paths, queries(ids)).map(([p, q]) => p + q);
   const authority = fc.constantFrom(
-    'http://x', 'http://localhost', 'https://x', 'HTTP://X', 'http://127.0.0.1:1', 'http://[::1]', 'http://[::1]:80', 'http://user:pw@x', 'ftp://x', 'ws://x', 'http:', 'http:/',
-    'http://x:', 'http://X.',
+    'http://x',
+    'http://localhost',
+    'https://x',
+    'HTTP://X',
+    'http://127.0.0.1:1',
+    'http://[::1]',
+    'http://[::1]:80',
+    'http://user:pw@x',
+    'ftp://x',
+    'ws://x',
+    'http:',
+    'http:/',
+    'http://x:',
+    'http://X.',
   );
   const absolute = fc.tuple(authority, paths, queries(ids)).map(([a, p, q]) => a + p + q);
   const malformed = fc.constantFrom(
-    'http://[/', 'http://[::1', 'http://[::1/events?stream=a', 'http://[/events?stream=a', 'http://[::1]x/events?stream=a', 'http://x:99999/events?stream=a',
-    'http://:80/events?stream=a', 'http://', 'http:///events?stream=a', '//events?stream=a', '//[/events?stream=a', '*', 'events?stream=a', '?stream=a',
-    'http://%zz/events?stream=a', 'http://x%00/events?stream=a', 'http://a b/events', 'http://x/events?stream=a\\', '/events\\..\\x?stream=a',
-    `http://${utf8('ü')}/events?stream=a`, 'http://[::1]/events?stream=a', 'http://[fe80::1%25eth0]/events?stream=a', 'https://[::ffff:1.2.3.4]:443/events?stream=a',
+    'http://[/',
+    'http://[::1',
+    'http://[::1/events?stream=a',
+    'http://[/events?stream=a',
+    'http://[::1]x/events?stream=a',
+    'http://x:99999/events?stream=a',
+    'http://:80/events?stream=a',
+    'http://',
+    'http:///events?stream=a',
+    '//events?stream=a',
+    '//[/events?stream=a',
+    '*',
+    'events?stream=a',
+    '?stream=a',
+    'http://%zz/events?stream=a',
+    'http://x%00/events?stream=a',
+    'http://a b/events',
+    'http://x/events?stream=a\\',
+    '/events\\..\\x?stream=a',
+    `http://${utf8('ü')}/events?stream=a`,
+    'http://[::1]/events?stream=a',
+    'http://[fe80::1%25eth0]/events?stream=a',
+    'https://[::ffff:1.2.3.4]:443/events?stream=a',
   );
   return fc.oneof({ weight: 12, arbitrary: origin }, { weight: 3, arbitrary: absolute }, { weight: 2, arbitrary: malformed });
 }
@@ -456,7 +595,10 @@ function targets(ids: string[]): fc.Arbitrary<string> {
 const versions = fc.oneof(
   { weight: 20, arbitrary: fc.constant('HTTP/1.1') },
   { weight: 3, arbitrary: fc.constant('HTTP/1.0') },
-  { weight: 2, arbitrary: fc.constantFrom('HTTP/2.0', 'HTTP/1.2', 'HTTP/0.9', 'http/1.1', 'HTTP/1.1 ', '', 'HTTP/11', 'HTTP/1.1\0', 'HTTP/3') },
+  {
+    weight: 2,
+    arbitrary: fc.constantFrom('HTTP/2.0', 'HTTP/1.2', 'HTTP/0.9', 'http/1.1', 'HTTP/1.1 ', '', 'HTTP/11', 'HTTP/1.1\0', 'HTTP/3'),
+  },
 );
 
 interface Head {
@@ -469,10 +611,27 @@ function heads(ids: string[]): fc.Arbitrary<Head> {
   const host = fc.oneof(
     { weight: 16, arbitrary: fc.constant(['Host: x']) },
     { weight: 1, arbitrary: fc.constant([]) },
-    { weight: 3, arbitrary: fc.constantFrom(
-      ['Host:'], ['Host: 127.0.0.1'], ['Host: x:1'], ['Host: [::1]'], ['Host: [::1'], ['Host: a b'], ['Host: x:99999'], ['Host: ex%41mple'], [`Host: ${utf8('é')}`],
-      ['Host: x, y'], ['Host: x', 'Host: x'], ['Host: x', 'Host: y'], ['host: X'], ['Host: x/y'], ['Host: x?y'], ['Host: @'],
-    ) },
+    {
+      weight: 3,
+      arbitrary: fc.constantFrom(
+        ['Host:'],
+        ['Host: 127.0.0.1'],
+        ['Host: x:1'],
+        ['Host: [::1]'],
+        ['Host: [::1'],
+        ['Host: a b'],
+        ['Host: x:99999'],
+        ['Host: ex%41mple'],
+        [`Host: ${utf8('é')}`],
+        ['Host: x, y'],
+        ['Host: x', 'Host: x'],
+        ['Host: x', 'Host: y'],
+        ['host: X'],
+        ['Host: x/y'],
+        ['Host: x?y'],
+        ['Host: @'],
+      ),
+    },
   );
   const accept = fc.oneof(
     { weight: 4, arbitrary: fc.constant(['Accept: text/event-stream']) },
@@ -489,8 +648,24 @@ function heads(ids: string[]): fc.Arbitrary<Head> {
     { weight: 4, arbitrary: fc.constant([]) },
     fc
       .constantFrom(
-        'gzip', 'gzip;q=0', 'GZIP', '*', '*;q=0', 'identity', 'br, gzip;q=0.5', 'gzip;q=1.0, *;q=0', 'gzip;q=abc', 'gzip;q=', ';;;', ',,,', 'x-gzip', 'gzip;q=-1',
-        'gzip;q=1e400', 'deflate, gzip;q=0.001', 'x'.repeat(300), '\xe9',
+        'gzip',
+        'gzip;q=0',
+        'GZIP',
+        '*',
+        '*;q=0',
+        'identity',
+        'br, gzip;q=0.5',
+        'gzip;q=1.0, *;q=0',
+        'gzip;q=abc',
+        'gzip;q=',
+        ';;;',
+        ',,,',
+        'x-gzip',
+        'gzip;q=-1',
+        'gzip;q=1e400',
+        'deflate, gzip;q=0.001',
+        'x'.repeat(300),
+        '\xe9',
       )
       .map((v) => [`Accept-Encoding: ${v}`]),
     fc.constant(['Accept-Encoding: gzip;q=0', 'Accept-Encoding: gzip']),
@@ -498,15 +673,32 @@ function heads(ids: string[]): fc.Arbitrary<Head> {
   const connection = fc.oneof(
     { weight: 6, arbitrary: fc.constant([]) },
     fc.constantFrom(
-      ['Connection: close'], ['Connection: keep-alive'], ['Connection: Upgrade', 'Upgrade: websocket'], ['Connection: Upgrade, HTTP2-Settings', 'Upgrade: h2c', 'HTTP2-Settings: AAMAAABkAAQAAP__'],
-      ['Connection: x'], ['Expect: 100-continue'], ['Expect: nope'],
+      ['Connection: close'],
+      ['Connection: keep-alive'],
+      ['Connection: Upgrade', 'Upgrade: websocket'],
+      ['Connection: Upgrade, HTTP2-Settings', 'Upgrade: h2c', 'HTTP2-Settings: AAMAAABkAAQAAP__'],
+      ['Connection: x'],
+      ['Expect: 100-continue'],
+      ['Expect: nope'],
     ),
   );
   const junk = fc.oneof(
     { weight: 10, arbitrary: fc.constant([]) },
     fc.constantFrom(
-      ['X-Foo: bar'], ['Bad Header: x'], ['NoColon'], ['X-Fold: a', ' folded'], [': empty-name'], ['X-Nul: a\0b'], ['X-Del: a\x7fb'], [`X-Long: ${'v'.repeat(4000)}`],
-      ['X-Utf8: ' + utf8('ünïcödé')], ['Cookie: a=b; c=d'], ['Origin: null'], ['Authorization: Bearer x'], ['X-Forwarded-For: 1.2.3.4'], ['Content-Type: text/plain'],
+      ['X-Foo: bar'],
+      ['Bad Header: x'],
+      ['NoColon'],
+      ['X-Fold: a', ' folded'],
+      [': empty-name'],
+      ['X-Nul: a\0b'],
+      ['X-Del: a\x7fb'],
+      [`X-Long: ${'v'.repeat(4000)}`],
+      [`X-Utf8: ${utf8('ünïcödé')}`],
+      ['Cookie: a=b; c=d'],
+      ['Origin: null'],
+      ['Authorization: Bearer x'],
+      ['X-Forwarded-For: 1.2.3.4'],
+      ['Content-Type: text/plain'],
     ),
   );
   // Small bodies, consistent with their framing (a framework may wait for a promised body, legitimately).
@@ -531,14 +723,12 @@ function heads(ids: string[]): fc.Arbitrary<Head> {
       { lines: ['Content-Length: 2'], body: 'hello' },
     ),
   );
-  return fc
-    .tuple(host, accept, lastEventIdHeader, acceptEncoding, connection, junk, body)
-    .chain(([h, a, l, e, c, j, b]) => {
-      const lines = [...h, ...a, ...l, ...e, ...c, ...j, ...b.lines];
-      return fc
-        .shuffledSubarray(lines, { minLength: lines.length, maxLength: lines.length })
-        .map((shuffled) => ({ lines: shuffled, body: b.body, acceptEncoding: e.length > 0 }));
-    });
+  return fc.tuple(host, accept, lastEventIdHeader, acceptEncoding, connection, junk, body).chain(([h, a, l, e, c, j, b]) => {
+    const lines = [...h, ...a, ...l, ...e, ...c, ...j, ...b.lines];
+    return fc
+      .shuffledSubarray(lines, { minLength: lines.length, maxLength: lines.length })
+      .map((shuffled) => ({ lines: shuffled, body: b.body, acceptEncoding: e.length > 0 }));
+  });
 }
 
 function upgrades(request: string): boolean {
@@ -548,7 +738,10 @@ function upgrades(request: string): boolean {
 function requests(ids: string[], pipelining = true): fc.Arbitrary<FuzzRequest> {
   const requestLine = fc
     .tuple(methodNames, targets(ids), versions, fc.oneof({ weight: 20, arbitrary: fc.constant(' ') }, fc.constantFrom('  ', '\t')))
-    .map(([method, target, version, sp]) => ({ method, line: version === '' ? `${method}${sp}${target}` : `${method}${sp}${target}${sp}${version}` }));
+    .map(([method, target, version, sp]) => ({
+      method,
+      line: version === '' ? `${method}${sp}${target}` : `${method}${sp}${target}${sp}${version}`,
+    }));
   // Pipelined: a second request right behind the first, on the same connection.
   const second = fc.oneof(
     { weight: 10, arbitrary: fc.constant(undefined) },
@@ -596,7 +789,6 @@ function requests(ids: string[], pipelining = true): fc.Arbitrary<FuzzRequest> {
 function raw(text: string, method = 'GET', server: 0 | 1 = 0): FuzzRequest {
   return { server, requests: [text], methods: [method], acceptEncoding: false, ending: 'open', pieces: 0, cutAt: 0 };
 }
-
 
 // ---------------------------------------------------------------------------
 // The world: one hub, each adapter mounted twice (plain and compress: true)
@@ -665,7 +857,9 @@ async function checkConnections(world: World): Promise<void> {
   } catch {
     const added = excess() - world.leaked;
     world.leaked = excess();
-    throw new Error(`the hub counts ${added} connection(s) more than the fuzz streams still open (${world.hub.stats().connections} counted, ${open()} open)`);
+    throw new Error(
+      `the hub counts ${added} connection(s) more than the fuzz streams still open (${world.hub.stats().connections} counted, ${open()} open)`,
+    );
   }
 }
 
@@ -692,7 +886,8 @@ async function runOne(world: World, kind: Kind, request: FuzzRequest, seen: Seen
     world.streams.add(socket);
     socket.on('close', () => world.streams.delete(socket));
   }
-  const show = () => `request ${JSON.stringify(request)}\nanswers ${JSON.stringify(result.responses.map((r) => [r.statusLine, r.headers, r.body.toString('latin1').slice(0, 300)]))}`;
+  const show = () =>
+    `request ${JSON.stringify(request)}\nanswers ${JSON.stringify(result.responses.map((r) => [r.statusLine, r.headers, r.body.toString('latin1').slice(0, 300)]))}`;
 
   // Give an escaped error a moment to surface, once the answer is in.
   await sleep(1);
@@ -711,7 +906,8 @@ async function runOne(world: World, kind: Kind, request: FuzzRequest, seen: Seen
     seen.set(key, (seen.get(key) ?? 0) + 1);
     expect(problemWith(kind, response, request.methods[i] ?? 'GET', request), show()).toBeUndefined();
   });
-  if (result.responses.length === 0) seen.set(request.ending === 'destroy' ? 'dropped' : 'closed', (seen.get(request.ending === 'destroy' ? 'dropped' : 'closed') ?? 0) + 1);
+  if (result.responses.length === 0)
+    seen.set(request.ending === 'destroy' ? 'dropped' : 'closed', (seen.get(request.ending === 'destroy' ? 'dropped' : 'closed') ?? 0) + 1);
 
   await checkHealthy(world, server);
   await checkConnections(world);
@@ -724,7 +920,11 @@ describe.each(ADAPTERS)('$name under raw fuzzed HTTP requests', (adapter) => {
     const world = await setup(adapter);
     const escapedBefore = escaped.length;
     for (const server of world.servers) {
-      for (const text of [CRASHER, 'GET http://[::1 HTTP/1.1\r\nHost: x\r\n\r\n', 'GET http://[/events?stream=a HTTP/1.1\r\nHost: x\r\n\r\n']) {
+      for (const text of [
+        CRASHER,
+        'GET http://[::1 HTTP/1.1\r\nHost: x\r\n\r\n',
+        'GET http://[/events?stream=a HTTP/1.1\r\nHost: x\r\n\r\n',
+      ]) {
         const result = await exchange(server.port, raw(text));
         await sleep(5);
         expect(escaped.length, describeEscaped(escapedBefore)).toBe(escapedBefore);
@@ -769,23 +969,28 @@ describe.each(ADAPTERS)('$name under raw fuzzed HTTP requests', (adapter) => {
   // request.signal on the response's 'close', which Node 20 never emits for a pipelined response
   // still waiting its turn, so the fetch adapter is never told that such a client left (Node 24
   // does emit it). it.fails says so, and turns red the day that changes.
-  (kind === 'fetch' && NODE_MAJOR < 24 ? it.fails : it)('releases a stream pipelined behind another stream once the client goes', async () => {
-    const world = await setup(adapter);
-    for (const server of world.servers) {
-      // The second response waits behind a first that never ends: Node gives it no socket, and emits no 'close' on it.
-      const text = 'GET /events?stream=a HTTP/1.1\r\nHost: x\r\n\r\nGET /events?stream=b HTTP/1.1\r\nHost: x\r\n\r\n';
-      const result = await exchange(server.port, { ...raw(text), methods: ['GET', 'GET'] });
-      expect(result.responses[0]?.streaming).toBe(true);
-      // Time for the second request to be admitted, or not.
-      await sleep(50);
-      result.socket?.destroy();
-    }
-    await waitUntil(() => world.hub.stats().connections === 0, 2000, 'every connection to close').catch((error: unknown) => {
-      throw new Error(`${(error as Error).message}: ${world.hub.stats().connections} still counted`);
-    });
-  });
+  (kind === 'fetch' && NODE_MAJOR < 24 ? it.fails : it)(
+    'releases a stream pipelined behind another stream once the client goes',
+    async () => {
+      const world = await setup(adapter);
+      for (const server of world.servers) {
+        // The second response waits behind a first that never ends: Node gives it no socket, and emits no 'close' on it.
+        const text = 'GET /events?stream=a HTTP/1.1\r\nHost: x\r\n\r\nGET /events?stream=b HTTP/1.1\r\nHost: x\r\n\r\n';
+        const result = await exchange(server.port, { ...raw(text), methods: ['GET', 'GET'] });
+        expect(result.responses[0]?.streaming).toBe(true);
+        // Time for the second request to be admitted, or not.
+        await sleep(50);
+        result.socket?.destroy();
+      }
+      await waitUntil(() => world.hub.stats().connections === 0, 2000, 'every connection to close').catch((error: unknown) => {
+        throw new Error(`${(error as Error).message}: ${world.hub.stats().connections} still counted`);
+      });
+    },
+  );
 
-  it(`survives ${NUM_RUNS} generated requests: answers or closes, never a 5xx but 503, nothing escapes, no leak`, { timeout: 60_000 }, async () => {
+  it(`survives ${NUM_RUNS} generated requests: answers or closes, never a 5xx but 503, nothing escapes, no leak`, {
+    timeout: 60_000,
+  }, async () => {
     const world = await setup(adapter);
     const seen: Seen = new Map();
     const escapedBefore = escaped.length;
@@ -826,4 +1031,3 @@ afterAll(() => {
   // Whatever escaped anywhere in this file, asserted once more.
   expect(escaped, describeEscaped()).toEqual([]);
 });
-

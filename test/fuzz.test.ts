@@ -20,18 +20,43 @@ const cleanups = cleanupAfterEach();
 
 /** Line breaks of every kind, NUL, Unicode separators, BOM, field look-alikes, lone surrogates. */
 const tricky = fc.constantFrom(
-  '\r', '\n', '\r\n', '\n\r', '\r\r', '\0', '\u2028', '\u2029', '\u0085', '\v', '\f', '\t', '\uFEFF',
-  ' ', '  ', ':', ': ', 'data:', 'data: x', 'id: 1', 'event: x', 'retry: 5', '\uD800', '\uDFFF', '\uD83D\uDE00', 'é',
+  '\r',
+  '\n',
+  '\r\n',
+  '\n\r',
+  '\r\r',
+  '\0',
+  '\u2028',
+  '\u2029',
+  '\u0085',
+  '\v',
+  '\f',
+  '\t',
+  '\uFEFF',
+  ' ',
+  '  ',
+  ':',
+  ': ',
+  'data:',
+  'data: x',
+  'id: 1',
+  'event: x',
+  'retry: 5',
+  '\uD800',
+  '\uDFFF',
+  '\uD83D\uDE00',
+  'é',
 );
 /** Any code point (lone surrogates included), with the tricky ones far more often than chance. */
-const anyChar = fc.oneof({ weight: 2, arbitrary: tricky }, { weight: 3, arbitrary: fc.string({ unit: 'binary', minLength: 1, maxLength: 1 }) });
+const anyChar = fc.oneof(
+  { weight: 2, arbitrary: tricky },
+  { weight: 3, arbitrary: fc.string({ unit: 'binary', minLength: 1, maxLength: 1 }) },
+);
 const text = fc.string({ unit: anyChar, maxLength: 40 });
 /** An event name or id the encoder must accept: anything without CR, LF or NUL. */
 const fieldValue = text.map((s) => s.replace(/[\r\n\0]/g, ''));
 /** An event name or id the encoder must refuse: at least one CR, LF or NUL somewhere. */
-const injecting = fc
-  .tuple(text, fc.constantFrom('\r', '\n', '\r\n', '\0'), text)
-  .map(([before, bad, after]) => before + bad + after);
+const injecting = fc.tuple(text, fc.constantFrom('\r', '\n', '\r\n', '\0'), text).map(([before, bad, after]) => before + bad + after);
 
 interface Message {
   event: string | undefined;
@@ -57,7 +82,11 @@ function throughUtf8(s: string): string {
 
 /** What eventsource-parser must report for a message. An empty `event:` means the default type, reported as undefined. */
 function expectedParse(m: Message, map: (s: string) => string = (s) => s): ParsedEvent {
-  return { event: m.event ? map(m.event) : undefined, id: m.id === undefined ? undefined : map(m.id), data: normaliseNewlines(map(m.data)) };
+  return {
+    event: m.event ? map(m.event) : undefined,
+    id: m.id === undefined ? undefined : map(m.id),
+    data: normaliseNewlines(map(m.data)),
+  };
 }
 
 /** Feeds chunks to a fresh eventsource-parser and returns every dispatched event. */
@@ -218,8 +247,17 @@ function seqOf(id: string): number {
 async function setupWorld(mount: (hub: EventManager) => Promise<TestServer>): Promise<World> {
   const hub = new EventManager({ historySize: HISTORY_SIZE, replay: REPLAY });
   const server = await mount(hub);
-  cleanups.push(() => hub.close(), () => server.close());
-  const plan: [string, number][] = [['a', 9], ['b', 4], ['c', 2], ['ünï', 3], ['x y', 2]];
+  cleanups.push(
+    () => hub.close(),
+    () => server.close(),
+  );
+  const plan: [string, number][] = [
+    ['a', 9],
+    ['b', 4],
+    ['c', 2],
+    ['ünï', 3],
+    ['x y', 2],
+  ];
   const published: PublishedEvent[] = [];
   for (let round = 0; round < 9; round++) {
     for (const [stream, count] of plan) {
@@ -295,7 +333,10 @@ function expectedAnswer(world: World, url: URL, header: string | undefined): Exp
 
   let types: Set<string> | undefined;
   if (query.getAll('types').length) {
-    const list = query.getAll('types').flatMap((v) => v.split(',')).map((t) => t.trim());
+    const list = query
+      .getAll('types')
+      .flatMap((v) => v.split(','))
+      .map((t) => t.trim());
     types = new Set(list);
     if (list.includes('') || types.size > 64 || [...types].some((t) => t.length > 256 || /[\r\n\0]/.test(t))) return bad;
   }
@@ -338,7 +379,11 @@ function expectedAnswer(world: World, url: URL, header: string | undefined): Exp
 
 /** An event as the client parses it off the wire. */
 function onTheWire(event: PublishedEvent): ParsedEvent {
-  return { event: event.type, id: event.id, data: typeof event.data === 'string' ? normaliseNewlines(event.data) : JSON.stringify(event.data) };
+  return {
+    event: event.type,
+    id: event.id,
+    data: typeof event.data === 'string' ? normaliseNewlines(event.data) : JSON.stringify(event.data),
+  };
 }
 
 /** Time for anything unexpected to arrive after what was expected: the history goes out in one write. */
@@ -405,7 +450,21 @@ function lastEventIds(world: World): fc.Arbitrary<string> {
   );
   const seq = fc.oneof(
     fc.integer({ min: 0, max: world.lastSeq + 3 }).map(String),
-    fc.constantFrom('0', '01', '007', '-1', '+1', '1e1', '1.0', ' 1', '', '9007199254740991', '9007199254740992', '9999999999999999', '10000000000000000'),
+    fc.constantFrom(
+      '0',
+      '01',
+      '007',
+      '-1',
+      '+1',
+      '1e1',
+      '1.0',
+      ' 1',
+      '',
+      '9007199254740991',
+      '9007199254740992',
+      '9999999999999999',
+      '10000000000000000',
+    ),
     fc.bigInt({ min: 0n, max: 10n ** 20n }).map(String),
   );
   const junk = fc.string({ unit: anyChar, maxLength: 6 });
@@ -433,7 +492,10 @@ function param(key: fc.Arbitrary<string>, value: fc.Arbitrary<string>): fc.Arbit
 
 /** Zero or more of `piece`: absent `absent` times in `absent + present`. */
 function some(piece: fc.Arbitrary<string>, absent: number, present: number, maxLength = 2): fc.Arbitrary<string[]> {
-  return fc.oneof({ weight: absent, arbitrary: fc.constant<string[]>([]) }, { weight: present, arbitrary: fc.array(piece, { minLength: 1, maxLength }) });
+  return fc.oneof(
+    { weight: absent, arbitrary: fc.constant<string[]>([]) },
+    { weight: present, arbitrary: fc.array(piece, { minLength: 1, maxLength }) },
+  );
 }
 
 /**
@@ -455,21 +517,37 @@ function queryStrings(world: World): fc.Arbitrary<string> {
     { weight: 3, arbitrary: fc.subarray(['tick', 'note', 'other'], { minLength: 1 }).map((t) => t.join(',')) },
     fc.constantFrom(' note , tick ', 'tick,,note', '', ',', 'nope', 'resync', 'tick%0D', 'x'.repeat(257)),
     // Past the limit of 64 types per connection, or just under it.
-    fc.oneof(fc.constantFrom(64, 65), fc.integer({ min: 56, max: 72 })).map((n) => ['tick', ...Array.from({ length: n - 1 }, (_, i) => `t${i}`)].join(',')),
+    fc
+      .oneof(fc.constantFrom(64, 65), fc.integer({ min: 56, max: 72 }))
+      .map((n) => ['tick', ...Array.from({ length: n - 1 }, (_, i) => `t${i}`)].join(',')),
     fc.string({ unit: anyChar, maxLength: 10 }),
   );
   const since = fc.oneof(
     fc.constantFrom('2000-01-01T00:00:00Z', '2000-01-01', '2999-12-31T00:00:00.000+01:00', ...world.timestamps),
     fc.constantFrom(
-      '2026-01-31T12:00:00', '2026-13-45T00:00:00Z', 'yesterday', '', '2026-01-31T12:00:00.0000000001Z',
-      `2000-01-01T00:00:00.000Z${' '.repeat(50)}`, '+2000-01-01',
+      '2026-01-31T12:00:00',
+      '2026-13-45T00:00:00Z',
+      'yesterday',
+      '',
+      '2026-01-31T12:00:00.0000000001Z',
+      `2000-01-01T00:00:00.000Z${' '.repeat(50)}`,
+      '+2000-01-01',
     ),
     fc.string({ unit: anyChar, maxLength: 10 }),
   );
-  const junkKey = fc.oneof(fc.constantFrom('Stream', 'stream ', 'stream[]', 'types[0]', 'last-event-id', 'lastEventID', ''), fc.string({ unit: anyChar, maxLength: 6 }));
-  const junkValue = fc.oneof(fc.constantFrom('%', '%zz', '%E0%A4%A', '%00', '%0D%0A', '+', '&&', '==', '#', '%23'), fc.string({ unit: anyChar, maxLength: 8 }));
+  const junkKey = fc.oneof(
+    fc.constantFrom('Stream', 'stream ', 'stream[]', 'types[0]', 'last-event-id', 'lastEventID', ''),
+    fc.string({ unit: anyChar, maxLength: 6 }),
+  );
+  const junkValue = fc.oneof(
+    fc.constantFrom('%', '%zz', '%E0%A4%A', '%00', '%0D%0A', '+', '&&', '==', '#', '%23'),
+    fc.string({ unit: anyChar, maxLength: 8 }),
+  );
   const parts = fc.tuple(
-    fc.oneof({ weight: 12, arbitrary: some(param(fc.constant('stream'), stream), 1, 12, 3) }, manyStreams.map((s) => [s])),
+    fc.oneof(
+      { weight: 12, arbitrary: some(param(fc.constant('stream'), stream), 1, 12, 3) },
+      manyStreams.map((s) => [s]),
+    ),
     some(param(fc.constant('types'), types), 3, 2),
     some(param(fc.constant('since'), since), 4, 1),
     some(param(fc.constant('lastEventId'), lastEventIds(world)), 3, 1),
@@ -512,7 +590,12 @@ const NODE_MAX_HEADER_SIZE = 16 * 1024;
  * test can show that its generators reach every kind of answer rather than
  * passing on 400s alone.
  */
-async function fuzzRequests(world: World, search: fc.Arbitrary<string>, header: fc.Arbitrary<string | undefined>, numRuns: number): Promise<Record<Outcome, number>> {
+async function fuzzRequests(
+  world: World,
+  search: fc.Arbitrary<string>,
+  header: fc.Arbitrary<string | undefined>,
+  numRuns: number,
+): Promise<Record<Outcome, number>> {
   const seen: Record<Outcome, number> = { resumed: 0, resynced: 0, fresh: 0, rejected: 0 };
   await fc.assert(
     fc.asyncProperty(search, header, async (s, h) => {
@@ -537,7 +620,11 @@ describe.each(TARGETS)('$name under fuzzed requests', ({ mount, numRuns }) => {
     // A short query, so that the whole request head stays under node's 16 KiB limit.
     const search = fc.constantFrom('?stream=a', '?stream=b&stream=c', '?stream=a&types=note', '?stream=x%20y&lastEventId=nope');
     const header = fc
-      .tuple(lastEventIds(world), fc.oneof(fc.constantFrom(0, 64, 65, 1024, 1025), fc.integer({ min: 0, max: 16_000 })), fc.constantFrom('0', 'x', ' ', 'é', '.'))
+      .tuple(
+        lastEventIds(world),
+        fc.oneof(fc.constantFrom(0, 64, 65, 1024, 1025), fc.integer({ min: 0, max: 16_000 })),
+        fc.constantFrom('0', 'x', ' ', 'é', '.'),
+      )
       .map(([id, length, fill]) => asHeaderValue(id.padEnd(length, fill).slice(0, length)));
     const seen = await fuzzRequests(world, search, header, Math.ceil(numRuns / 2));
     // Most lengths are over 1024 (400); the short ones resume or resync.

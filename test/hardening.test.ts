@@ -3,7 +3,7 @@
  * public surface: real sockets for the adapters, the hub's own API for the
  * core. Every one of them failed on the code before the fix.
  */
-import http from 'node:http';
+import type http from 'node:http';
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { EventManager, MemoryBackend, SsecastError, type Backend } from '../src/index.js';
@@ -33,11 +33,17 @@ describe('1. a request target that does not parse', () => {
     const hub = new EventManager<Events>();
     const errors: unknown[] = [];
     const server = await startServer(createSseHandler(hub, { onError: (error) => errors.push(error) }));
-    cleanups.push(() => server.close(), () => hub.close());
+    cleanups.push(
+      () => server.close(),
+      () => hub.close(),
+    );
     const answer = await rawRequest(server.port, `GET ${target} HTTP/1.1\r\nHost: x\r\n\r\n`);
     expect(answer).toMatch(/^HTTP\/1\.1 400 /);
     expect(answer).toMatch(/content-type: application\/json/i);
-    expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4))).toEqual({ error: 'bad_request', message: expect.stringContaining('could not be parsed') });
+    expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4))).toEqual({
+      error: 'bad_request',
+      message: expect.stringContaining('could not be parsed'),
+    });
     expect(errors).toEqual([]);
     const client = await openStream(`${server.url}/?stream=a`);
     cleanups.push(() => client.close());
@@ -123,10 +129,16 @@ describe('4. user callbacks are isolated', () => {
       }
       handler(req, res);
     });
-    cleanups.push(() => server.close(), () => hub.close());
+    cleanups.push(
+      () => server.close(),
+      () => hub.close(),
+    );
     const good = await openStream(`${server.url}/?stream=a`);
     const bad = await openStream(`${server.url}/?stream=a&broken`);
-    cleanups.push(() => good.close(), () => bad.close());
+    cleanups.push(
+      () => good.close(),
+      () => bad.close(),
+    );
     await waitUntil(() => hub.stats().connections === 2 && broken !== undefined);
     for (let n = 0; n < 5; n++) await hub.publish('a', 'tick', { n });
     await good.waitFor((c) => c.events.length === 5);
@@ -181,7 +193,10 @@ describe('6. a resync moves the client cursor', () => {
   it('a resync frame carries an id; the reconnect that sends it resumes without a second resync', async () => {
     const hub = new EventManager<Events>();
     const server = await startServer(createSseHandler(hub));
-    cleanups.push(() => server.close(), () => hub.close());
+    cleanups.push(
+      () => server.close(),
+      () => hub.close(),
+    );
     const first = await openStream(`${server.url}/?stream=quiet`, { 'last-event-id': 'oldepoch.42' });
     cleanups.push(() => first.close());
     await first.waitFor((c) => c.events.length === 1);
@@ -202,11 +217,17 @@ describe('7. oversize events', () => {
   it('publish rejects an event over maxEventBytes; nothing is stored or sent, and the next event flows', async () => {
     const hub = new EventManager<Events>({ maxEventBytes: 1024 });
     const server = await startServer(createSseHandler(hub, { maxUnsentBytes: 4096 }));
-    cleanups.push(() => server.close(), () => hub.close());
+    cleanups.push(
+      () => server.close(),
+      () => hub.close(),
+    );
     const client = await openStream(`${server.url}/?stream=a`);
     cleanups.push(() => client.close());
     await waitUntil(() => hub.stats().connections === 1);
-    await expect(hub.publish('a', 'note', 'x'.repeat(2000))).rejects.toMatchObject({ code: 'ERR_EVENT_TOO_LARGE', message: expect.stringContaining('over maxEventBytes (1024)') });
+    await expect(hub.publish('a', 'note', 'x'.repeat(2000))).rejects.toMatchObject({
+      code: 'ERR_EVENT_TOO_LARGE',
+      message: expect.stringContaining('over maxEventBytes (1024)'),
+    });
     expect(hub.stats()).toMatchObject({ published: 0, retainedEvents: 0 });
     const ok = await hub.publish('a', 'note', 'small');
     await client.waitFor((c) => c.events.length === 1);
@@ -219,7 +240,9 @@ describe('7. oversize events', () => {
   });
 
   it('refuses inconsistent limits at construction', () => {
-    expect(() => new EventManager({ maxEventBytes: 1024 * 1024, historyBytes: 256 * 1024 })).toThrow(/maxEventBytes \(1048576\) must not exceed historyBytes/);
+    expect(() => new EventManager({ maxEventBytes: 1024 * 1024, historyBytes: 256 * 1024 })).toThrow(
+      /maxEventBytes \(1048576\) must not exceed historyBytes/,
+    );
     expect(() => new EventManager({ maxEventBytes: 0 })).toThrow(/maxEventBytes must be a positive integer/);
     const hub = new EventManager({ maxEventBytes: 64 * 1024 });
     cleanups.push(() => hub.close());
@@ -231,7 +254,10 @@ describe('7. oversize events', () => {
   it('replays a history larger than maxUnsentBytes to a new connection instead of cutting it off', async () => {
     const hub = new EventManager<Events>({ maxEventBytes: 8 * 1024, replay: 50 });
     const server = await startServer(createSseHandler(hub, { maxUnsentBytes: 16 * 1024 }));
-    cleanups.push(() => server.close(), () => hub.close());
+    cleanups.push(
+      () => server.close(),
+      () => hub.close(),
+    );
     const streams = ['a', 'b', 'c', 'd'];
     for (const stream of streams) for (let n = 0; n < 10; n++) await hub.publish(stream, 'note', `${n}:${'y'.repeat(7000)}`);
     const client = await openStream(`${server.url}/?${streams.map((s) => `stream=${s}`).join('&')}`);
@@ -245,10 +271,16 @@ describe('8. admission budget', () => {
   it('answers 503 with Retry-After past maxConnections, and takes a connection again once one closes', async () => {
     const hub = new EventManager<Events>();
     const server = await startServer(createSseHandler(hub, { maxConnections: 2 }));
-    cleanups.push(() => server.close(), () => hub.close());
+    cleanups.push(
+      () => server.close(),
+      () => hub.close(),
+    );
     const a = await openStream(`${server.url}/?stream=a`);
     const b = await openStream(`${server.url}/?stream=a`);
-    cleanups.push(() => a.close(), () => b.close());
+    cleanups.push(
+      () => a.close(),
+      () => b.close(),
+    );
     const refused = await openStream(`${server.url}/?stream=a`);
     expect(refused.status).toBe(503);
     expect(refused.headers.get('retry-after')).toBe('10');
@@ -264,9 +296,16 @@ describe('8. admission budget', () => {
     const hub = new EventManager<Events>();
     const byAddress = await startServer(createSseHandler(hub, { maxConnectionsPerClient: 2 }));
     const byKey = await startServer(
-      createSseHandler(hub, { maxConnectionsPerClient: 1, clientKey: (req) => (req.headers['x-client'] as string | undefined) ?? 'unknown' }),
+      createSseHandler(hub, {
+        maxConnectionsPerClient: 1,
+        clientKey: (req) => (req.headers['x-client'] as string | undefined) ?? 'unknown',
+      }),
     );
-    cleanups.push(() => byAddress.close(), () => byKey.close(), () => hub.close());
+    cleanups.push(
+      () => byAddress.close(),
+      () => byKey.close(),
+      () => hub.close(),
+    );
     const open = [await openStream(`${byAddress.url}/?stream=a`), await openStream(`${byAddress.url}/?stream=a`)];
     for (const client of open) cleanups.push(() => client.close());
     const third = await openStream(`${byAddress.url}/?stream=a`);
@@ -275,7 +314,10 @@ describe('8. admission budget', () => {
 
     const alice = await openStream(`${byKey.url}/?stream=a`, { 'x-client': 'alice' });
     const bob = await openStream(`${byKey.url}/?stream=a`, { 'x-client': 'bob' });
-    cleanups.push(() => alice.close(), () => bob.close());
+    cleanups.push(
+      () => alice.close(),
+      () => bob.close(),
+    );
     expect([alice.status, bob.status]).toEqual([200, 200]);
     expect((await openStream(`${byKey.url}/?stream=a`, { 'x-client': 'alice' })).status).toBe(429);
     alice.close();
@@ -290,7 +332,10 @@ describe('8. admission budget', () => {
     const server = await startServer(
       createSseHandler(hub, { maxUnsentBytes: 8 * 1024 * 1024, maxTotalUnsentBytes: 2 * 1024 * 1024, maxConnectionsPerClient: 10 }),
     );
-    cleanups.push(() => server.close(), () => hub.close());
+    cleanups.push(
+      () => server.close(),
+      () => hub.close(),
+    );
     const reader = await openStream(`${server.url}/?stream=a`);
     cleanups.push(() => reader.close());
     const stalled = [0, 1, 2, 3].map(() => stalledClient(server.port, '/?stream=a'));
@@ -331,9 +376,14 @@ describe('3. a client that leaves during an async authorize leaves nothing behin
         : await (async () => {
             const { createAdaptorServer } = await import('@hono/node-server');
             const { listen } = await import('./helpers.js');
-            return listen(createAdaptorServer({ fetch: createFetchHandler(hub, { authorize, maxConnectionsPerPrincipal: 1 }) }) as http.Server);
+            return listen(
+              createAdaptorServer({ fetch: createFetchHandler(hub, { authorize, maxConnectionsPerPrincipal: 1 }) }) as http.Server,
+            );
           })();
-    cleanups.push(() => server.close(), () => hub.close());
+    cleanups.push(
+      () => server.close(),
+      () => hub.close(),
+    );
     const socket = net.connect(server.port, '127.0.0.1');
     socket.on('error', () => {});
     socket.write('GET /events?stream=a HTTP/1.1\r\nHost: x\r\n\r\n');
@@ -354,7 +404,10 @@ describe('review findings', () => {
     const streams = Array.from({ length: 50 }, (_, i) => `s${i}`);
     const hub = new EventManager<Events>({ historyBytes: 1024 * 1024, historyTotalBytes: 128 * 1024 * 1024, replay: 10 });
     const server = await startServer(createSseHandler(hub, { maxTotalUnsentBytes: 8 * 1024 * 1024, maxStreamsPerConnection: 50 }));
-    cleanups.push(() => server.close(), () => hub.close());
+    cleanups.push(
+      () => server.close(),
+      () => hub.close(),
+    );
     const payload = 'h'.repeat(50 * 1024);
     for (const stream of streams) for (let n = 0; n < 10; n++) await hub.publish(stream, 'note', `${n}:${payload}`);
     const rssBefore = process.memoryUsage().rss;
@@ -389,7 +442,10 @@ describe('review findings', () => {
   it('ends a connection cleanly in the middle of its history without copying the rest into the socket; the client resumes from its last event', async () => {
     const hub = new EventManager<Events>({ historyBytes: 16 * 1024 * 1024, historyTotalBytes: 32 * 1024 * 1024, replay: 200 });
     const server = await startServer(createSseHandler(hub));
-    cleanups.push(() => server.close(), () => hub.close());
+    cleanups.push(
+      () => server.close(),
+      () => hub.close(),
+    );
     // 12 MB of history: more than loopback's socket buffers take from a client that does not read.
     for (let n = 0; n < 200; n++) await hub.publish('a', 'note', `${n}:${'r'.repeat(60_000)}`);
     const stalled = stalledClient(server.port, '/?stream=a');
@@ -443,8 +499,13 @@ describe('review findings', () => {
   ])('answers a principal with %s with 500 and reports it', async (_what, principal) => {
     const hub = new EventManager<Events>();
     const errors: unknown[] = [];
-    const server = await startServer(createSseHandler(hub, { authorize: () => principal as never, onError: (error) => errors.push(error) }));
-    cleanups.push(() => server.close(), () => hub.close());
+    const server = await startServer(
+      createSseHandler(hub, { authorize: () => principal as never, onError: (error) => errors.push(error) }),
+    );
+    cleanups.push(
+      () => server.close(),
+      () => hub.close(),
+    );
     const client = await openStream(`${server.url}/?stream=agent-1`);
     expect(client.status).toBe(500);
     expect(errors).toEqual([expect.any(TypeError)]);

@@ -14,7 +14,10 @@ describe('node:http adapter over HTTP/2 (compatibility API)', () => {
     const handler = createSseHandler(hub);
     const server = http2.createServer((req, res) => handler(req, res));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    cleanups.push(() => hub.close(), () => new Promise((resolve) => server.close(resolve)));
+    cleanups.push(
+      () => hub.close(),
+      () => new Promise((resolve) => server.close(resolve)),
+    );
     const session = http2.connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
     cleanups.push(() => session.destroy());
 

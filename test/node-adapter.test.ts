@@ -1,4 +1,4 @@
-import http from 'node:http';
+import type http from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { EventManager } from '../src/index.js';
 import { createSseHandler } from '../src/adapters/node.js';
@@ -25,7 +25,10 @@ describe('node:http adapter', () => {
       baseline.error = res.listenerCount('error');
       handler(req, res);
     });
-    cleanups.push(() => server.close(), () => hub.close());
+    cleanups.push(
+      () => server.close(),
+      () => hub.close(),
+    );
     const client = await openStream(`${server.url}/?stream=a&stream=b`, { 'accept-encoding': 'gzip' });
     await waitUntil(() => hub.stats().connections === 1);
     expect((response as http.ServerResponse).listenerCount('drain')).toBe(baseline.drain + 1);
@@ -46,7 +49,10 @@ describe('node:http adapter', () => {
   it('resets a slow consumer it cuts off, so the kernel does not keep its backlog', async () => {
     const hub = new EventManager<Events>({ maxEventBytes: 16 * 1024 });
     const server = await startServer(createSseHandler(hub, { maxUnsentBytes: 64 * 1024 }));
-    cleanups.push(() => server.close(), () => hub.close());
+    cleanups.push(
+      () => server.close(),
+      () => hub.close(),
+    );
     const stalled = stalledClient(server.port, '/?stream=a');
     cleanups.push(() => void stalled.socket.destroy());
     await waitUntil(() => hub.stats().connections === 1);

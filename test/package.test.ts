@@ -22,7 +22,8 @@ describe.runIf(built)('the published package (dist/, via the exports map)', () =
     expect(redact.redactSecrets('token=abcdef123')).toBe('token=[REDACTED]');
     expect(typeof (require('ssecast/redact') as typeof import('ssecast/redact')).redactDeep).toBe('function');
     const core = (await import('ssecast')) as Record<string, unknown>;
-    for (const internal of ['redactSecrets', 'ReplayBuffer', 'bySeq', 'toIsoTime', 'isValidStreamName']) expect(core[internal], internal).toBeUndefined();
+    for (const internal of ['redactSecrets', 'ReplayBuffer', 'bySeq', 'toIsoTime', 'isValidStreamName'])
+      expect(core[internal], internal).toBeUndefined();
     expect(typeof core.Hub).toBe('function');
     expect(new (core.EventManager as typeof import('ssecast').EventManager)()).toBeInstanceOf(core.Hub as typeof import('ssecast').Hub);
   });
@@ -61,13 +62,15 @@ describe.runIf(built)('the published package (dist/, via the exports map)', () =
     expect(bare).toEqual([]);
   });
 
-  it('exposes the Redis backend to ESM and CommonJS, importing nothing at runtime (ioredis is the caller\'s)', async () => {
+  it("exposes the Redis backend to ESM and CommonJS, importing nothing at runtime (ioredis is the caller's)", async () => {
     const esm = await import('ssecast/redis');
     const cjs = require('ssecast/redis') as typeof import('ssecast/redis');
     expect(typeof esm.RedisBackend).toBe('function');
     expect(typeof cjs.RedisBackend).toBe('function');
     expect(() => new esm.RedisBackend({} as never)).toThrow(TypeError);
-    const bare = [...readFileSync(new URL('../dist/backends/redis.js', import.meta.url), 'utf8').matchAll(/(?:from|import)\s*['"]([^'"]+)['"]/g)]
+    const bare = [
+      ...readFileSync(new URL('../dist/backends/redis.js', import.meta.url), 'utf8').matchAll(/(?:from|import)\s*['"]([^'"]+)['"]/g),
+    ]
       .map((m) => m[1])
       .filter((spec) => !spec?.startsWith('.'));
     expect(bare).toEqual([]);

@@ -9,8 +9,16 @@ const JWT = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSIsImFnZW50cyI6WyJhMSJdfQ.c2l
 
 describe('redactSecrets on realistic command output', () => {
   it.each([
-    ['git push over https with a token', `To https://x-access-token:${GHP}@github.com/acme/app.git`, 'To https://[REDACTED]@github.com/acme/app.git'],
-    ['a remote URL with user and password', 'fatal: unable to access https://bot:s3cr3t-pass@git.example.com/r.git/', 'fatal: unable to access https://[REDACTED]@git.example.com/r.git/'],
+    [
+      'git push over https with a token',
+      `To https://x-access-token:${GHP}@github.com/acme/app.git`,
+      'To https://[REDACTED]@github.com/acme/app.git',
+    ],
+    [
+      'a remote URL with user and password',
+      'fatal: unable to access https://bot:s3cr3t-pass@git.example.com/r.git/',
+      'fatal: unable to access https://[REDACTED]@git.example.com/r.git/',
+    ],
     ['x-access-token without a scheme', `remote: x-access-token:${GHP}@github.com`, 'remote: x-access-token:[REDACTED]@github.com'],
     ['a classic GitHub token printed by env', `GH_TOKEN=${GHP}`, 'GH_TOKEN=[REDACTED]'],
     ['a fine-grained GitHub token in JSON', `{"auth": "${PAT}"}`, '{"auth": "[REDACTED]"}'],
@@ -37,7 +45,7 @@ describe('redactSecrets on realistic command output', () => {
     ['a value of digits and letters', 'token=1234abcd', 'token=[REDACTED]'],
     ['a scheme after other scheme characters', '1.https://u:pw@h', '1.https://[REDACTED]@h'],
     ['a scheme with + in it', 'git+ssh://git:pw@host/r.git', 'git+ssh://[REDACTED]@host/r.git'],
-    ['a user name inside another one\'s value', 'oauth2:x-access-token:abc@host', 'oauth2:[REDACTED]@host'],
+    ["a user name inside another one's value", 'oauth2:x-access-token:abc@host', 'oauth2:[REDACTED]@host'],
     ['a JWT after a dash', `id-${JWT}`, 'id-[REDACTED]'],
     ['a JWT whose run starts with a shorter eyJ', `eyJab-${JWT}`, REDACTED],
     ['a PEM key without its END line', '-----BEGIN PRIVATE KEY-----\nMIIEvQ\nmore', REDACTED],
@@ -79,7 +87,13 @@ describe('redactSecrets on realistic command output', () => {
   it('redacts every string in an event payload and leaves other values', () => {
     const when = new Date(0);
     const data = { sandbox_id: 's1', output: `export GITHUB_TOKEN=${GHP}\n`, lines: [`x ${PAT}`], progress: 45, when };
-    expect(redactDeep(data)).toEqual({ sandbox_id: 's1', output: 'export GITHUB_TOKEN=[REDACTED]\n', lines: [`x ${REDACTED}`], progress: 45, when });
+    expect(redactDeep(data)).toEqual({
+      sandbox_id: 's1',
+      output: 'export GITHUB_TOKEN=[REDACTED]\n',
+      lines: [`x ${REDACTED}`],
+      progress: 45,
+      when,
+    });
     expect(redactDeep(data).when).toBe(when);
     expect(data.output).toContain(GHP);
   });

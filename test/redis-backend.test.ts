@@ -33,10 +33,15 @@ function hubOn(backend: RedisBackend, options: ConstructorParameters<typeof Even
 
 /** Collects an iterating subscription's events (and how it ended) in the background. */
 function collect(subscription: Subscription<Events>) {
-  const out = { events: [] as { id: string | null; type: string; data: unknown; timestamp: string }[], error: undefined as unknown, done: false };
+  const out = {
+    events: [] as { id: string | null; type: string; data: unknown; timestamp: string }[],
+    error: undefined as unknown,
+    done: false,
+  };
   void (async () => {
     try {
-      for await (const event of subscription) out.events.push({ id: event.id, type: event.type, data: event.data, timestamp: event.timestamp });
+      for await (const event of subscription)
+        out.events.push({ id: event.id, type: event.type, data: event.data, timestamp: event.timestamp });
     } catch (error) {
       out.error = error;
     }
@@ -70,7 +75,11 @@ const HOUR = 3_600_000;
 const ISO_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 
 async function serve(hub: EventManager<Events>, heartbeatMs = 30_000): Promise<TestServer> {
-  const sse = createSseHandler(hub, { retryMs: 20, heartbeatMs, streams: (req) => new URL(req.url ?? '/', 'http://x').searchParams.getAll('stream') });
+  const sse = createSseHandler(hub, {
+    retryMs: 20,
+    heartbeatMs,
+    streams: (req) => new URL(req.url ?? '/', 'http://x').searchParams.getAll('stream'),
+  });
   const server = await startServer((req, res) => sse(req, res));
   cleanups.push(() => server.close());
   return server;
@@ -121,7 +130,9 @@ describe.skipIf(!REDIS_URL)('RedisBackend', () => {
       const fixture = fileURLToPath(new URL('./fixtures/redis-hub.mjs', import.meta.url));
       const ports: number[] = [];
       for (let i = 0; i < 2; i++) {
-        const child: ChildProcess = spawn(process.execPath, [fixture, REDIS_URL as string, prefix], { stdio: ['ignore', 'pipe', 'inherit'] });
+        const child: ChildProcess = spawn(process.execPath, [fixture, REDIS_URL as string, prefix], {
+          stdio: ['ignore', 'pipe', 'inherit'],
+        });
         cleanups.push(async () => {
           child.kill('SIGTERM');
           if (child.exitCode === null) await once(child, 'exit');
@@ -165,19 +176,22 @@ describe.skipIf(!REDIS_URL)('RedisBackend', () => {
       expect(received.map((e) => e.id)).toEqual(expected.filter((id) => seq(id) >= firstSeq));
     }, 30_000);
 
-    it.each(['99999999999999', '100000000000000', '9007199254740991'])('answers a resume from seq %s (past what was issued) with resync unknown, not a failed read', async (big) => {
-      const hub = hubOn(redisBackend());
-      const first = await hub.publish('x', 'tick', { n: 1 });
-      const epoch = first.id.split('.')[0] as string;
-      const subscription = hub.subscribe({ streams: ['x'], lastEventId: `${epoch}.${big}` });
-      const out = collect(subscription);
-      await subscription.ready;
-      await sleep(20);
-      subscription.close();
-      expect(out.error).toBeUndefined();
-      expect(out.events.map((e) => e.type)).toEqual(['resync', 'tick']);
-      expect((out.events[0]?.data as { reason: string }).reason).toBe('unknown');
-    });
+    it.each(['99999999999999', '100000000000000', '9007199254740991'])(
+      'answers a resume from seq %s (past what was issued) with resync unknown, not a failed read',
+      async (big) => {
+        const hub = hubOn(redisBackend());
+        const first = await hub.publish('x', 'tick', { n: 1 });
+        const epoch = first.id.split('.')[0] as string;
+        const subscription = hub.subscribe({ streams: ['x'], lastEventId: `${epoch}.${big}` });
+        const out = collect(subscription);
+        await subscription.ready;
+        await sleep(20);
+        subscription.close();
+        expect(out.error).toBeUndefined();
+        expect(out.events.map((e) => e.type)).toEqual(['resync', 'tick']);
+        expect((out.events[0]?.data as { reason: string } | undefined)?.reason).toBe('unknown');
+      },
+    );
   });
 
   describe('bounds', () => {
@@ -238,7 +252,11 @@ describe.skipIf(!REDIS_URL)('RedisBackend', () => {
       const clientId = (await client.client('ID')) as number;
       const prefix = uniquePrefix();
       // Its connections are named after the prefix, so other tests' hubs on this Redis do not count.
-      const ours = async () => ((await client.client('LIST')) as string).split('\n').filter((line) => line.includes(`:${prefix} `)).map((line) => /name=(\S+)/.exec(line)?.[1]);
+      const ours = async () =>
+        ((await client.client('LIST')) as string)
+          .split('\n')
+          .filter((line) => line.includes(`:${prefix} `))
+          .map((line) => /name=(\S+)/.exec(line)?.[1]);
       const hub = new EventManager<Events>({ backend: new RedisBackend({ redis: client, prefix }) });
       await hub.publish('a', 'tick', { n: 1 });
       expect((await ours()).sort()).toEqual([`ssecast-fanout:${prefix}`, `ssecast:${prefix}`]);
@@ -249,7 +267,7 @@ describe.skipIf(!REDIS_URL)('RedisBackend', () => {
     });
   });
 
-  describe('one clock: Redis time, whatever the instances\' clocks say', () => {
+  describe("one clock: Redis time, whatever the instances' clocks say", () => {
     it('since (named streams and *) gets every event published after that time and none from before, in order, with instances hours apart', async () => {
       const prefix = uniquePrefix();
       const a = hubOn(new RedisBackend({ redis: sharedClient(), prefix }));
@@ -268,7 +286,9 @@ describe.skipIf(!REDIS_URL)('RedisBackend', () => {
       for (let n = 0; n < 12; n++) {
         const stream = n % 2 ? 'x' : 'y';
         const event =
-          n % 3 === 1 ? await skewed(-3 * HOUR, () => behind.publish(stream, 'tick', { n })) : await (n % 3 ? ahead : a).publish(stream, 'tick', { n });
+          n % 3 === 1
+            ? await skewed(-3 * HOUR, () => behind.publish(stream, 'tick', { n }))
+            : await (n % 3 ? ahead : a).publish(stream, 'tick', { n });
         published.push({ id: event.id, timestamp: event.timestamp });
       }
       const until = new Date().toISOString();
@@ -292,8 +312,15 @@ describe.skipIf(!REDIS_URL)('RedisBackend', () => {
       expect(live.events.slice(3).map((e) => ({ id: e.id, timestamp: e.timestamp }))).toEqual(published);
     });
 
-    it('writes Redis\'s time as toISOString() does, across leap days, centuries and years to 9999', async () => {
-      const edges = ['1970-01-01T00:00:00.000Z', '2000-02-29T23:59:59.999Z', '2100-02-28T12:00:00.001Z', '2100-03-01T00:00:00.000Z', '2400-02-29T00:00:00.000Z', '9999-12-31T23:59:59.999Z'];
+    it("writes Redis's time as toISOString() does, across leap days, centuries and years to 9999", async () => {
+      const edges = [
+        '1970-01-01T00:00:00.000Z',
+        '2000-02-29T23:59:59.999Z',
+        '2100-02-28T12:00:00.001Z',
+        '2100-03-01T00:00:00.000Z',
+        '2400-02-29T00:00:00.000Z',
+        '9999-12-31T23:59:59.999Z',
+      ];
       // And 2000 more spread over the whole range (golden-ratio steps: every run tries the same ones).
       const last = Date.parse('9999-12-31T23:59:59.999Z');
       const times = [...edges.map(Date.parse), ...Array.from({ length: 2000 }, (_, i) => Math.floor(((i * 0.6180339887) % 1) * last))];
@@ -302,7 +329,7 @@ describe.skipIf(!REDIS_URL)('RedisBackend', () => {
       expect(written).toEqual(times.map((ms) => new Date(ms).toISOString()));
     });
 
-    it('timestamps never go back in sequence order, even when Redis\'s clock does', async () => {
+    it("timestamps never go back in sequence order, even when Redis's clock does", async () => {
       const hub = hubOn(redisBackend());
       const backend = hub.backend as RedisBackend;
       const first = await hub.publish('a', 'tick', { n: 0 });
@@ -432,7 +459,11 @@ describe.skipIf(!hasRedisServerBinary)('RedisBackend when Redis goes away', () =
     expect(client.comments.length).toBeGreaterThan(heartbeatsBefore);
     expect(serving.stats().connections).toBe(1);
     await redis.start();
-    await waitUntil(() => serving.stats().redisConnected === 1 && publisher.stats().redisConnected === 1, 10_000, 'both instances to reconnect');
+    await waitUntil(
+      () => serving.stats().redisConnected === 1 && publisher.stats().redisConnected === 1,
+      10_000,
+      'both instances to reconnect',
+    );
     const rejectedBefore = errors.length;
     await publishSome(50);
     expect(errors.length).toBe(rejectedBefore);

@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 import { EventManager, type Subscription } from '../src/index.js';
-import { RedisBackend } from '../src/backends/redis/index.js';
+import type { RedisBackend } from '../src/backends/redis/index.js';
 import { cleanupAfterEach, sleep } from './helpers.js';
 import { REDIS_URL, redisBackend, sharedClient } from './redis.js';
 
@@ -31,7 +31,13 @@ end
 
 vi.mock(import('../src/backends/redis/lua.js'), async (importOriginal) => {
   const real = await importOriginal();
-  return { ...real, APPEND: strict(real.APPEND), READ: strict(real.READ), SWEEP: strict(real.SWEEP), ENSURE_EPOCH: strict(real.ENSURE_EPOCH) };
+  return {
+    ...real,
+    APPEND: strict(real.APPEND),
+    READ: strict(real.READ),
+    SWEEP: strict(real.SWEEP),
+    ENSURE_EPOCH: strict(real.ENSURE_EPOCH),
+  };
 });
 
 type Events = { tick: { n: number } };

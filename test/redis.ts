@@ -174,6 +174,12 @@ export function redisBackend(hubOptions: EventManagerOptions = {}, extra: Partia
 export const BACKENDS: { name: string; hub<E extends Record<string, unknown>>(options?: EventManagerOptions): EventManager<E> }[] = [
   { name: 'memory', hub: <E extends Record<string, unknown>>(options: EventManagerOptions = {}) => new EventManager<E>(options) },
   ...(REDIS_URL
-    ? [{ name: 'redis', hub: <E extends Record<string, unknown>>(options: EventManagerOptions = {}) => new EventManager<E>({ ...options, backend: redisBackend(options) }) }]
+    ? [
+        {
+          name: 'redis',
+          hub: <E extends Record<string, unknown>>(options: EventManagerOptions = {}) =>
+            new EventManager<E>({ ...options, backend: redisBackend(options) }),
+        },
+      ]
     : []),
 ];

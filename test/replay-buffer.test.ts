@@ -59,7 +59,13 @@ describe('ReplayBuffer: per-stream bounds', () => {
 
   it('continues a resume across seqs that belong to other streams', () => {
     const buffer = new ReplayBuffer({ maxEventsPerStream: 2 });
-    fill(buffer, [['a', 1], ['b', 2], ['a', 3], ['b', 4], ['a', 5]]);
+    fill(buffer, [
+      ['a', 1],
+      ['b', 2],
+      ['a', 3],
+      ['b', 4],
+      ['a', 5],
+    ]);
     // a lost seq 1 only; a client that saw seq 2 (of b) or later has seen it.
     expect(seqs(buffer.after('a', 2))).toEqual([3, 5]);
     expect(seqs(buffer.after('a', 4))).toEqual([5]);
@@ -111,7 +117,12 @@ describe('ReplayBuffer: global bounds', () => {
   it('evicts the least recently used stream when over maxTotalBytes', () => {
     const buffer = new ReplayBuffer({ maxTotalBytes: 40 });
     // a is appended to again, so b becomes the least recently used stream.
-    fill(buffer, [['a', 1], ['b', 2], ['c', 3], ['a', 4]]);
+    fill(buffer, [
+      ['a', 1],
+      ['b', 2],
+      ['c', 3],
+      ['a', 4],
+    ]);
     expect(buffer.bytes).toBe(40);
     buffer.append(ev(5, 'd'));
     expect(buffer.bytes).toBe(40);
@@ -125,7 +136,13 @@ describe('ReplayBuffer: global bounds', () => {
 
   it('skips pinned streams when evicting for maxTotalBytes', () => {
     const buffer = new ReplayBuffer({ maxTotalBytes: 40, isPinned: (stream) => stream === 'b' });
-    fill(buffer, [['a', 1], ['b', 2], ['c', 3], ['a', 4], ['d', 5]]);
+    fill(buffer, [
+      ['a', 1],
+      ['b', 2],
+      ['c', 3],
+      ['a', 4],
+      ['d', 5],
+    ]);
     expect(buffer.streamCount).toBe(3);
     expect(seqs(buffer.recent('b', 10))).toEqual([2]);
     expect(buffer.recent('c', 10)).toEqual([]);
@@ -134,7 +151,12 @@ describe('ReplayBuffer: global bounds', () => {
 
   it('trims the oldest events of pinned streams when every stream is pinned, recording the gap', () => {
     const buffer = new ReplayBuffer({ maxTotalBytes: 30, isPinned: () => true });
-    fill(buffer, [['a', 1], ['a', 2], ['b', 3], ['b', 4]]);
+    fill(buffer, [
+      ['a', 1],
+      ['a', 2],
+      ['b', 3],
+      ['b', 4],
+    ]);
     expect(buffer.bytes).toBe(30);
     expect(buffer.streamCount).toBe(2);
     expect(seqs(buffer.recent('a', 10))).toEqual([2]);
@@ -145,7 +167,11 @@ describe('ReplayBuffer: global bounds', () => {
 
   it('evicts the least recently used stream without subscribers past maxStreams, keeping an older pinned one', () => {
     const buffer = new ReplayBuffer({ maxStreams: 2, isPinned: (stream) => stream === 'a' });
-    fill(buffer, [['a', 1], ['b', 2], ['c', 3]]);
+    fill(buffer, [
+      ['a', 1],
+      ['b', 2],
+      ['c', 3],
+    ]);
     expect(buffer.streamCount).toBe(2);
     expect(seqs(buffer.recent('a', 10))).toEqual([1]);
     expect(buffer.recent('b', 10)).toEqual([]);
@@ -160,7 +186,11 @@ describe('ReplayBuffer: global bounds', () => {
 
   it('evicts the oldest stream past maxStreams when nothing is pinned', () => {
     const buffer = new ReplayBuffer({ maxStreams: 2 });
-    fill(buffer, [['a', 1], ['b', 2], ['c', 3]]);
+    fill(buffer, [
+      ['a', 1],
+      ['b', 2],
+      ['c', 3],
+    ]);
     expect(buffer.recent('a', 10)).toEqual([]);
     expect(seqs(buffer.recent('b', 10))).toEqual([2]);
     expect(seqs(buffer.recent('c', 10))).toEqual([3]);
@@ -168,7 +198,12 @@ describe('ReplayBuffer: global bounds', () => {
 
   it('reports a resume on a whole evicted stream as EXPIRED, never an empty list', () => {
     const buffer = new ReplayBuffer({ maxStreams: 2 });
-    fill(buffer, [['a', 1], ['a', 2], ['b', 3], ['c', 4]]);
+    fill(buffer, [
+      ['a', 1],
+      ['a', 2],
+      ['b', 3],
+      ['c', 4],
+    ]);
     expect(buffer.recent('a', 10)).toEqual([]);
     expect(buffer.after('a', 0)).toBe(EXPIRED);
     expect(buffer.after('a', 1)).toBe(EXPIRED);
@@ -178,7 +213,12 @@ describe('ReplayBuffer: global bounds', () => {
 
   it('answers a resume from after everything evicted', () => {
     const buffer = new ReplayBuffer({ maxStreams: 2 });
-    fill(buffer, [['a', 1], ['a', 2], ['b', 3], ['c', 4]]);
+    fill(buffer, [
+      ['a', 1],
+      ['a', 2],
+      ['b', 3],
+      ['c', 4],
+    ]);
     expect(buffer.after('a', 2)).toEqual([]);
     expect(seqs(buffer.afterAll(2))).toEqual([3, 4]);
     expect(buffer.after('never-seen', 2)).toEqual([]);
@@ -194,7 +234,12 @@ describe('ReplayBuffer: global bounds', () => {
   // A stream dropped whole and then published to again must not forget what it lost.
   it('reports EXPIRED for a stream that was evicted and then published to again', () => {
     const buffer = new ReplayBuffer({ maxStreams: 1 });
-    fill(buffer, [['a', 1], ['a', 2], ['b', 3], ['a', 4]]);
+    fill(buffer, [
+      ['a', 1],
+      ['a', 2],
+      ['b', 3],
+      ['a', 4],
+    ]);
     // The client saw seq 1; seq 2 of stream a is gone, so an exact answer is impossible.
     expect(buffer.after('a', 1)).toBe(EXPIRED);
   });
@@ -217,7 +262,10 @@ describe('ReplayBuffer: idle expiry', () => {
   it('drops a stream idle for longer than idleTtlMs on sweep', () => {
     let now = 0;
     const buffer = new ReplayBuffer({ idleTtlMs: 1_000, now: () => now });
-    fill(buffer, [['a', 1], ['a', 2]]);
+    fill(buffer, [
+      ['a', 1],
+      ['a', 2],
+    ]);
     now = 1_001;
     buffer.sweep();
     expect(buffer.streamCount).toBe(0);
@@ -240,7 +288,11 @@ describe('ReplayBuffer: idle expiry', () => {
   it('keeps a pinned stream on sweep while dropping an unpinned one', () => {
     let now = 0;
     const buffer = new ReplayBuffer({ idleTtlMs: 1_000, now: () => now, isPinned: (stream) => stream === 'a' });
-    fill(buffer, [['a', 1], ['b', 2], ['c', 3]]);
+    fill(buffer, [
+      ['a', 1],
+      ['b', 2],
+      ['c', 3],
+    ]);
     now = 1_001;
     buffer.sweep();
     expect(buffer.streamCount).toBe(1);
@@ -263,7 +315,10 @@ describe('ReplayBuffer: idle expiry', () => {
   it('counts idle time from the last touch, not the last append', () => {
     let now = 0;
     const buffer = new ReplayBuffer({ idleTtlMs: 1_000, now: () => now });
-    fill(buffer, [['a', 1], ['b', 2]]);
+    fill(buffer, [
+      ['a', 1],
+      ['b', 2],
+    ]);
     now = 900;
     buffer.touch(['a']);
     now = 1_500;
@@ -276,7 +331,13 @@ describe('ReplayBuffer: idle expiry', () => {
 describe('ReplayBuffer: reads', () => {
   it('returns recent(stream, n) as the last n events in seq order', () => {
     const buffer = new ReplayBuffer();
-    fill(buffer, [['a', 1], ['b', 2], ['a', 3], ['b', 4], ['a', 5]]);
+    fill(buffer, [
+      ['a', 1],
+      ['b', 2],
+      ['a', 3],
+      ['b', 4],
+      ['a', 5],
+    ]);
     expect(seqs(buffer.recent('a', 2))).toEqual([3, 5]);
     expect(seqs(buffer.recent('a', 10))).toEqual([1, 3, 5]);
     expect(buffer.recent('a', 0)).toEqual([]);
@@ -285,7 +346,13 @@ describe('ReplayBuffer: reads', () => {
 
   it('returns recentAll(n) as the last n events of every stream in seq order', () => {
     const buffer = new ReplayBuffer();
-    fill(buffer, [['a', 1], ['b', 2], ['a', 3], ['b', 4], ['a', 5]]);
+    fill(buffer, [
+      ['a', 1],
+      ['b', 2],
+      ['a', 3],
+      ['b', 4],
+      ['a', 5],
+    ]);
     expect(seqs(buffer.recentAll(3))).toEqual([3, 4, 5]);
     expect(seqs(buffer.recentAll(10))).toEqual([1, 2, 3, 4, 5]);
     expect(buffer.recentAll(0)).toEqual([]);
@@ -293,7 +360,12 @@ describe('ReplayBuffer: reads', () => {
 
   it('returns recentAll in seq order even when stream recency differs from seq order', () => {
     const buffer = new ReplayBuffer();
-    fill(buffer, [['a', 1], ['b', 2], ['a', 3], ['b', 4]]);
+    fill(buffer, [
+      ['a', 1],
+      ['b', 2],
+      ['a', 3],
+      ['b', 4],
+    ]);
     buffer.touch(['a']);
     expect(seqs(buffer.recentAll(10))).toEqual([1, 2, 3, 4]);
     expect(seqs(buffer.afterAll(1))).toEqual([2, 3, 4]);
@@ -301,7 +373,13 @@ describe('ReplayBuffer: reads', () => {
 
   it('merges afterAll across streams in seq order', () => {
     const buffer = new ReplayBuffer();
-    fill(buffer, [['a', 1], ['b', 2], ['c', 3], ['a', 4], ['b', 5]]);
+    fill(buffer, [
+      ['a', 1],
+      ['b', 2],
+      ['c', 3],
+      ['a', 4],
+      ['b', 5],
+    ]);
     expect(seqs(buffer.afterAll(0))).toEqual([1, 2, 3, 4, 5]);
     expect(seqs(buffer.afterAll(2))).toEqual([3, 4, 5]);
     expect(buffer.afterAll(5)).toEqual([]);
@@ -309,7 +387,11 @@ describe('ReplayBuffer: reads', () => {
 
   it('reports afterAll as EXPIRED when any stream trimmed an event after the cursor', () => {
     const buffer = new ReplayBuffer({ maxEventsPerStream: 1 });
-    fill(buffer, [['a', 1], ['b', 2], ['a', 3]]);
+    fill(buffer, [
+      ['a', 1],
+      ['b', 2],
+      ['a', 3],
+    ]);
     expect(buffer.afterAll(0)).toBe(EXPIRED);
     expect(seqs(buffer.afterAll(1))).toEqual([2, 3]);
   });
@@ -323,7 +405,10 @@ describe('ReplayBuffer: reads', () => {
 
   it('moves a touched stream to most recently used so it survives eviction', () => {
     const buffer = new ReplayBuffer({ maxStreams: 2 });
-    fill(buffer, [['a', 1], ['b', 2]]);
+    fill(buffer, [
+      ['a', 1],
+      ['b', 2],
+    ]);
     buffer.touch(['a']);
     buffer.append(ev(3, 'c'));
     expect(seqs(buffer.recent('a', 10))).toEqual([1]);
@@ -333,7 +418,10 @@ describe('ReplayBuffer: reads', () => {
 
   it('ignores touching a stream it does not hold', () => {
     const buffer = new ReplayBuffer({ maxStreams: 2 });
-    fill(buffer, [['a', 1], ['b', 2]]);
+    fill(buffer, [
+      ['a', 1],
+      ['b', 2],
+    ]);
     buffer.touch(['zzz']);
     expect(buffer.streamCount).toBe(2);
     buffer.append(ev(3, 'c'));
@@ -342,7 +430,10 @@ describe('ReplayBuffer: reads', () => {
 
   it('clears everything and reports earlier cursors as EXPIRED afterwards', () => {
     const buffer = new ReplayBuffer();
-    fill(buffer, [['a', 1], ['b', 2]]);
+    fill(buffer, [
+      ['a', 1],
+      ['b', 2],
+    ]);
     buffer.clear();
     expect(buffer.streamCount).toBe(0);
     expect(buffer.bytes).toBe(0);
@@ -397,7 +488,13 @@ describe('MemoryBackend', () => {
     const delivered: StoredEvent[] = [];
     const b = new MemoryBackend({ epoch: 'ep1', ...options });
     backend = b;
-    await b.open({ deliver: (event) => delivered.push(event), hasSubscribers, wants: () => true, subscribedStreams: () => [], interrupt: () => {} });
+    await b.open({
+      deliver: (event) => delivered.push(event),
+      hasSubscribers,
+      wants: () => true,
+      subscribedStreams: () => [],
+      interrupt: () => {},
+    });
     return { b, delivered };
   }
 
@@ -584,7 +681,10 @@ describe('ReplayBuffer: replay since a time', () => {
   it('returns the events at or after the time, complete while nothing that recent was dropped', () => {
     const buffer = new ReplayBuffer({ maxEventsPerStream: 3 });
     for (let n = 1; n <= 5; n++) buffer.append(at(n, 's', T(n)));
-    expect(buffer.since('s', T(4))).toEqual({ events: [expect.objectContaining({ seq: 4 }), expect.objectContaining({ seq: 5 })], complete: true });
+    expect(buffer.since('s', T(4))).toEqual({
+      events: [expect.objectContaining({ seq: 4 }), expect.objectContaining({ seq: 5 })],
+      complete: true,
+    });
     // Events 1 and 2 were trimmed; a replay from T(2) would miss event 2.
     expect(buffer.since('s', T(2)).complete).toBe(false);
     expect(buffer.since('s', T(2)).events.map((e) => e.seq)).toEqual([3, 4, 5]);

@@ -43,7 +43,10 @@ describe('event validation with Standard Schema', () => {
   it('rejects an invalid payload at publish, naming the type and the failing path, and sends and stores nothing', async () => {
     const hub = new EventManager<InferEventMap<typeof zodSchemas>>({ schemas: zodSchemas });
     const server = await startServer(createSseHandler(hub));
-    cleanups.push(() => server.close(), () => hub.close());
+    cleanups.push(
+      () => server.close(),
+      () => hub.close(),
+    );
     const client = await openStream(`${server.url}/?stream=agent-1`);
     cleanups.push(() => client.close());
     await waitUntil(() => hub.stats().connections === 1);
@@ -99,17 +102,25 @@ describe('event validation with Standard Schema', () => {
             version: 1,
             vendor: 'test',
             validate: async (value: unknown) =>
-              typeof value === 'string' ? { value: value.toUpperCase() } : { issues: [{ message: 'must be text', path: [{ key: 'line' }] }] },
+              typeof value === 'string'
+                ? { value: value.toUpperCase() }
+                : { issues: [{ message: 'must be text', path: [{ key: 'line' }] }] },
           },
         } satisfies StandardSchemaV1<unknown, string>,
       },
     });
     cleanups.push(() => hub.close());
-    expect((await rejection(hub.publish('s', 'sandbox_status', { status: 'paused' }))).message).toMatch(/^invalid sandbox_status event for stream "s": data\.status: /);
+    expect((await rejection(hub.publish('s', 'sandbox_status', { status: 'paused' }))).message).toMatch(
+      /^invalid sandbox_status event for stream "s": data\.status: /,
+    );
     expect((await rejection(hub.publish('s', 'pr_created', { url: 'not a url', number: 3 }))).message).toMatch(/data\.url: /);
-    expect((await rejection(hub.publish('s', 'command_output', 7))).message).toBe('invalid command_output event for stream "s": data.line: must be text');
+    expect((await rejection(hub.publish('s', 'command_output', 7))).message).toBe(
+      'invalid command_output event for stream "s": data.line: must be text',
+    );
     await expect(hub.publish('s', 'command_output', 'ok')).resolves.toMatchObject({ data: 'OK' });
-    await expect(hub.publish('s', 'pr_created', { url: 'https://github.com/o/r/pull/3', number: 3 })).resolves.toMatchObject({ type: 'pr_created' });
+    await expect(hub.publish('s', 'pr_created', { url: 'https://github.com/o/r/pull/3', number: 3 })).resolves.toMatchObject({
+      type: 'pr_created',
+    });
     expect(hub.stats().published).toBe(2);
   });
 
@@ -117,7 +128,9 @@ describe('event validation with Standard Schema', () => {
     expect(() => new EventManager({ schemas: { note: (() => true) as never } })).toThrow(
       "schemas.note is not a Standard Schema v1 validator (zod 3.24+, valibot 1, arktype 2 …): it has no '~standard' with version 1 and validate()",
     );
-    expect(() => new EventManager({ schemas: 'zod' as never })).toThrow('schemas must be an object mapping event types to Standard Schema validators');
+    expect(() => new EventManager({ schemas: 'zod' as never })).toThrow(
+      'schemas must be an object mapping event types to Standard Schema validators',
+    );
   });
 
   it('lets a validator that throws reject the publish as it is, storing nothing', async () => {

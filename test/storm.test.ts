@@ -44,7 +44,10 @@ function expectLossless(result: StormResult) {
     responseErrors: {},
     missingReports: 0,
   });
-  expect(f.serverExitCodes.every((code: number | null) => code === 0), `server exit codes ${f.serverExitCodes}`).toBe(true);
+  expect(
+    f.serverExitCodes.every((code: number | null) => code === 0),
+    `server exit codes ${f.serverExitCodes}`,
+  ).toBe(true);
   // Everyone was connected before publishing began, so the first disruption hit every client it could.
   expect(f.disruptions[0].socketsAtServer).toBe(f.disruptions[0].affected);
   // Every client that lost its stream came back (how fast is the bench's business).

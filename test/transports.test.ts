@@ -73,7 +73,9 @@ function plan(): Combo[] {
   return combos;
 }
 
-const MATRIX = plan().map((combo) => [`${combo.adapter.name} over ${combo.transport.name}${combo.compress ? ', gzip' : ''}`, combo] as const);
+const MATRIX = plan().map(
+  (combo) => [`${combo.adapter.name} over ${combo.transport.name}${combo.compress ? ', gzip' : ''}`, combo] as const,
+);
 
 const cleanups = cleanupAfterEach();
 
@@ -92,7 +94,9 @@ function range(from: number, to: number): number[] {
 function within<T>(promise: Promise<T>, ms: number, what: string | (() => string)): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const fail = () => new Error(`timed out after ${ms} ms waiting for ${typeof what === 'string' ? what : what()}`);
-  return Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(fail()), ms)))]).finally(() => clearTimeout(timer));
+  return Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(fail()), ms)))]).finally(() =>
+    clearTimeout(timer),
+  );
 }
 
 describe.each(MATRIX)('%s', (_name, { adapter, transport, compress, cases }) => {

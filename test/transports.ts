@@ -243,7 +243,7 @@ export const FASTIFY: TransportAdapter = {
       origin: `${transport.tls ? 'https' : 'http'}://127.0.0.1:${port}`,
       port,
       openRequests: tracked.openRequests,
-    unsentBytes: tracked.unsentBytes,
+      unsentBytes: tracked.unsentBytes,
       closeGracefully: (timeoutMs) => withTimeout(close(), timeoutMs, `Fastify over ${transport.name} to close`),
       close: async () => {
         tracked.destroyAll();
@@ -290,9 +290,14 @@ export const FETCH: TransportAdapter = {
     );
     let server: AnyServer;
     if (transport === HTTP1) server = createAdaptorServer({ fetch: handler }) as AnyServer;
-    else if (transport === HTTPS) server = createAdaptorServer({ fetch: handler, createServer: https.createServer, serverOptions: TLS }) as AnyServer;
+    else if (transport === HTTPS)
+      server = createAdaptorServer({ fetch: handler, createServer: https.createServer, serverOptions: TLS }) as AnyServer;
     else if (transport === H2) {
-      server = createAdaptorServer({ fetch: handler, createServer: http2.createSecureServer, serverOptions: { ...TLS, allowHTTP1: false } }) as AnyServer;
+      server = createAdaptorServer({
+        fetch: handler,
+        createServer: http2.createSecureServer,
+        serverOptions: { ...TLS, allowHTTP1: false },
+      }) as AnyServer;
     } else server = createAdaptorServer({ fetch: handler, createServer: http2.createServer }) as AnyServer;
     const served = await serve(server, transport);
     const unmute = muteAbortLogs();
@@ -359,7 +364,9 @@ export function openSse(served: Served, path: string, options: OpenOptions = {})
 
 export function requestSse(served: Served, path: string, options: OpenOptions = {}): PendingRequest {
   const headers = { accept: 'text/event-stream', ...options.headers };
-  return served.transport.http2 ? requestH2(served, path, headers, options.paused === true) : requestH1(served, path, headers, options.paused === true);
+  return served.transport.http2
+    ? requestH2(served, path, headers, options.paused === true)
+    : requestH1(served, path, headers, options.paused === true);
 }
 
 /** Feeds a body (gunzipped if need be) to eventsource-parser and keeps the client's state up to date. */
@@ -485,7 +492,8 @@ function makeClient(
     text: () => reader.text,
     ended,
     endedCleanly: () => cleanly() && (!gzipped || (reader.gunzipDone && reader.gzipError === undefined)),
-    describeEnd: () => `${describe()}${gzipped ? `, gunzip ${reader.gzipError ? `failed (${reader.gzipError.message})` : reader.gunzipDone ? 'complete' : 'incomplete'}` : ''}`,
+    describeEnd: () =>
+      `${describe()}${gzipped ? `, gunzip ${reader.gzipError ? `failed (${reader.gzipError.message})` : reader.gunzipDone ? 'complete' : 'incomplete'}` : ''}`,
     pause: () => body.pause(),
     resume: () => body.resume(),
     waitFor: (predicate, timeoutMs, what) => reader.waitFor(() => predicate(client), timeoutMs, what),
@@ -614,7 +622,9 @@ export function stalledClient(served: Served, path: string, headers: Record<stri
       close: () => session.destroy(),
     };
   }
-  const socket: Socket = served.transport.tls ? tls.connect({ host: '127.0.0.1', port: served.port, ca: TLS.cert }) : net.connect(served.port, '127.0.0.1');
+  const socket: Socket = served.transport.tls
+    ? tls.connect({ host: '127.0.0.1', port: served.port, ca: TLS.cert })
+    : net.connect(served.port, '127.0.0.1');
   socket.pause();
   socket.on('close', () => (state.closed = true));
   socket.on('error', () => {});

@@ -25,7 +25,10 @@ export function startChild(label, file, args, execArgv) {
   const ready = new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${label} sent no ready message within 20 s`)), 20_000);
     onReady = (message) => (clearTimeout(timer), resolve(message));
-    child.once('exit', (code, signal) => (clearTimeout(timer), reject(new Error(`${label} exited while starting (${signal ?? `code ${code}`})`))));
+    child.once(
+      'exit',
+      (code, signal) => (clearTimeout(timer), reject(new Error(`${label} exited while starting (${signal ?? `code ${code}`})`))),
+    );
   });
   ready.catch(() => {}); // awaited by the caller; this only keeps an early exit from being an unhandled rejection
   child.on('message', (message) => {

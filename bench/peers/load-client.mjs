@@ -39,7 +39,7 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 let capacity = 0;
 let size = 0;
 /** @type {Array<net.Socket | undefined>} */
-let sockets = [];
+const sockets = [];
 /** Events counted since the last `reset`. */
 let counts = new Uint32Array(0);
 /** How many characters of `data:` the previous read ended with (0-4). */
@@ -117,7 +117,7 @@ function countEvents(id, text) {
   let k = partial[id];
   if (k !== 0) {
     let j = 0;
-    while (k < MARK.length && j < text.length && text.charCodeAt(j) === MARK_CODES[k]) (k++, j++);
+    while (k < MARK.length && j < text.length && text.charCodeAt(j) === MARK_CODES[k]) k++, j++;
     if (k === MARK.length) found++;
     else if (j === text.length) {
       // A read shorter than the rest of the mark, all of it matching: still partial.
@@ -290,7 +290,10 @@ function connect(id, port, requestPath, stalled = false) {
       resolve(undefined);
     };
     socket.on('data', onHead);
-    socket.write(`GET ${requestPath} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n`, 'latin1');
+    socket.write(
+      `GET ${requestPath} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n`,
+      'latin1',
+    );
   });
 }
 
@@ -391,7 +394,7 @@ async function wait({ expected, timeoutMs = 60_000, quietMs }) {
 }
 
 /** The `wait` answer, plus this process's CPU since `reset` so the runner can tell whether the client kept up. */
-function waitResult(expected, done, closed, latest, quiet) {
+function waitResult(_expected, done, closed, latest, quiet) {
   let minCount = watched.length > 0 ? Infinity : 0;
   let maxCount = 0;
   let delivered = 0;
@@ -473,7 +476,16 @@ async function drainStalled({ timeoutMs = 10_000 }) {
     closed,
     open: ids.length - closed,
     endings,
-    bytes: ids.length === 0 ? null : { min: sorted[0], median: sorted[Math.floor(sorted.length / 2)], max: sorted[sorted.length - 1], mean: Math.round(total / ids.length), total },
+    bytes:
+      ids.length === 0
+        ? null
+        : {
+            min: sorted[0],
+            median: sorted[Math.floor(sorted.length / 2)],
+            max: sorted[sorted.length - 1],
+            mean: Math.round(total / ids.length),
+            total,
+          },
   };
 }
 

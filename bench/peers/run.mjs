@@ -29,7 +29,16 @@ import { settle, startChild } from './child.mjs';
 import { writeReport } from './report.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const ALL_CONTENDERS = ['raw', 'raw-coalesce', 'raw-coalesce-ids', 'better-sse', 'sse-channel', 'fastify-sse', 'ssecast-node', 'ssecast-fastify'];
+const ALL_CONTENDERS = [
+  'raw',
+  'raw-coalesce',
+  'raw-coalesce-ids',
+  'better-sse',
+  'sse-channel',
+  'fastify-sse',
+  'ssecast-node',
+  'ssecast-fastify',
+];
 
 /** Event data size in bytes, the same in every phase. */
 const SIZE = 100;
@@ -70,7 +79,11 @@ function parseOptions(argv) {
     out: path.join(HERE, '..', 'results', 'peers.json'),
     quick: false,
   };
-  const list = (value) => value.split(',').map((s) => s.trim()).filter(Boolean);
+  const list = (value) =>
+    value
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = () => {
@@ -153,7 +166,11 @@ async function warmupPhase(session) {
 async function pacedPhase(session, n) {
   const sample = Math.min(n, PACED.maxSample);
   await session.client.call('reset', { sample });
-  const published = await session.server.call('paced', { stream: 's0', count: PACED.events, size: SIZE, intervalMs: PACED.intervalMs }, 120_000);
+  const published = await session.server.call(
+    'paced',
+    { stream: 's0', count: PACED.events, size: SIZE, intervalMs: PACED.intervalMs },
+    120_000,
+  );
   const got = await session.client.call('wait', { expected: PACED.events, timeoutMs: 30_000, quietMs: QUIET_MS }, 45_000);
   return {
     events: PACED.events,
@@ -173,7 +190,10 @@ async function pacedPhase(session, n) {
  * this contender, so a "complete" is not believed either.
  */
 function judge(got, expected) {
-  const mismatch = got.sampleCounted !== got.sampleParsed ? `the sampled connections counted ${got.sampleCounted} data: lines but parsed ${got.sampleParsed} events` : undefined;
+  const mismatch =
+    got.sampleCounted !== got.sampleParsed
+      ? `the sampled connections counted ${got.sampleCounted} data: lines but parsed ${got.sampleParsed} events`
+      : undefined;
   if (got.complete && !mismatch) return { complete: true };
   return { complete: false, reason: incompleteReason(got, expected, mismatch), ...(mismatch ? { countMismatch: mismatch } : {}) };
 }
@@ -195,8 +215,16 @@ async function burstPhase(session, n, yieldEvery) {
   const count = burstEvents(n);
   await session.client.call('reset', { sample: BURST.sample });
   const cpuBefore = await session.server.call('cpu');
-  const published = await session.server.call('burst', { stream: 's0', count, size: SIZE, yieldEvery: yieldEvery === ONE_TICK ? count : yieldEvery }, BURST.timeoutMs + 30_000);
-  const got = await session.client.call('wait', { expected: count, timeoutMs: BURST.timeoutMs, quietMs: QUIET_MS }, BURST.timeoutMs + 15_000);
+  const published = await session.server.call(
+    'burst',
+    { stream: 's0', count, size: SIZE, yieldEvery: yieldEvery === ONE_TICK ? count : yieldEvery },
+    BURST.timeoutMs + 30_000,
+  );
+  const got = await session.client.call(
+    'wait',
+    { expected: count, timeoutMs: BURST.timeoutMs, quietMs: QUIET_MS },
+    BURST.timeoutMs + 15_000,
+  );
   const cpuAfter = await session.server.call('cpu');
   const serverCpuMicros = cpuAfter.user - cpuBefore.user + (cpuAfter.system - cpuBefore.system);
   const deliveries = got.connections * count;
@@ -229,7 +257,11 @@ async function spreadPhase(session, layout) {
   const expected = layout.publishes / layout.streams;
   await session.client.call('reset', { sample: BURST.sample });
   const cpuBefore = await session.server.call('cpu');
-  const published = await session.server.call('spread', { streams: layout.streams, count: layout.publishes, size: SIZE, yieldEvery: BURST.yieldEvery }, BURST.timeoutMs + 30_000);
+  const published = await session.server.call(
+    'spread',
+    { streams: layout.streams, count: layout.publishes, size: SIZE, yieldEvery: BURST.yieldEvery },
+    BURST.timeoutMs + 30_000,
+  );
   const got = await session.client.call('wait', { expected, timeoutMs: BURST.timeoutMs, quietMs: QUIET_MS }, BURST.timeoutMs + 15_000);
   const cpuAfter = await session.server.call('cpu');
   await closeConnections(session);
@@ -263,7 +295,11 @@ async function spreadPhase(session, layout) {
 /** (f) Connections that come and go: how fast, and whether the server keeps memory from them. */
 async function churnPhase(session, cycles) {
   const before = await session.server.call('memory');
-  const done = await session.client.call('churn', { port: session.port, path: session.path, cycles, concurrency: CHURN_CONCURRENCY }, 300_000);
+  const done = await session.client.call(
+    'churn',
+    { port: session.port, path: session.path, cycles, concurrency: CHURN_CONCURRENCY },
+    300_000,
+  );
   const drained = await settle(session.server, (c) => c === 0, '0 connections after churn');
   const after = await session.server.call('memory');
   return {
@@ -433,23 +469,42 @@ function printHeader() {
 
 const fmt = (x, digits = 1) => (x === null || x === undefined ? '-' : Number(x).toFixed(digits));
 
-function printRow(name, version, row) {
+function printRow(name, _version, row) {
   const m = row.memory ?? {};
   const p = row.paced;
   const b = row.burst;
   const paced = p ? `${fmt(p.latency.p50)}/${fmt(p.latency.p99)}/${fmt(p.latency.max)}${p.complete ? '' : ' INC'}` : '-';
-  const rate = b ? (b.complete ? b.deliveriesPerSecond.toLocaleString('en-US') : `INCOMPLETE ${b.delivered}/${b.expectedDeliveries}`) : row.error ? 'ERROR' : '-';
-  const cells = [name, row.n, m.opened ?? '-', m.failed ?? '-', fmt(m.rssPerConnectionKiB), fmt(m.heapPerConnectionKiB), paced, rate, fmt(b?.cpuMicrosPerDelivery, 2), b ? `${fmt(b.latency.p50)}/${fmt(b.latency.p99)}` : '-'];
+  const rate = b
+    ? b.complete
+      ? b.deliveriesPerSecond.toLocaleString('en-US')
+      : `INCOMPLETE ${b.delivered}/${b.expectedDeliveries}`
+    : row.error
+      ? 'ERROR'
+      : '-';
+  const cells = [
+    name,
+    row.n,
+    m.opened ?? '-',
+    m.failed ?? '-',
+    fmt(m.rssPerConnectionKiB),
+    fmt(m.heapPerConnectionKiB),
+    paced,
+    rate,
+    fmt(b?.cpuMicrosPerDelivery, 2),
+    b ? `${fmt(b.latency.p50)}/${fmt(b.latency.p99)}` : '-',
+  ];
   console.log(cells.map((cell, i) => (i === 0 ? String(cell).padEnd(COLUMNS[i][1]) : String(cell).padStart(COLUMNS[i][1]))).join(' '));
 }
 
-function printManyStreams(name, layouts) {
+function printManyStreams(_name, layouts) {
   const cell = (l) =>
-    l.error ? `${l.streams} streams: ERROR` : `${l.streams} streams × ${l.connectionsPerStream}: ${l.complete ? `${l.deliveriesPerSecond.toLocaleString('en-US')}/s, ${fmt(l.cpuMicrosPerDelivery, 2)} µs/delivery, ${fmt(l.cpuMicrosPerPublish, 0)} µs/publish` : `INCOMPLETE ${l.delivered}/${l.expectedDeliveries}`}`;
+    l.error
+      ? `${l.streams} streams: ERROR`
+      : `${l.streams} streams × ${l.connectionsPerStream}: ${l.complete ? `${l.deliveriesPerSecond.toLocaleString('en-US')}/s, ${fmt(l.cpuMicrosPerDelivery, 2)} µs/delivery, ${fmt(l.cpuMicrosPerPublish, 0)} µs/publish` : `INCOMPLETE ${l.delivered}/${l.expectedDeliveries}`}`;
   console.log(`${''.padEnd(16)}   many streams  ${layouts.map(cell).join('  |  ')}`);
 }
 
-function printChurn(name, churn) {
+function printChurn(_name, churn) {
   const text = churn.error
     ? 'ERROR'
     : `${churn.cycles.toLocaleString('en-US')} cycles in ${fmt(churn.elapsedMs / 1000)} s (${churn.cyclesPerSecond.toLocaleString('en-US')}/s), ${churn.failed} failed, RSS ${churn.rssGrowthMiB >= 0 ? '+' : ''}${fmt(churn.rssGrowthMiB)} MiB, heap ${churn.heapGrowthMiB >= 0 ? '+' : ''}${fmt(churn.heapGrowthMiB, 2)} MiB`;
@@ -464,7 +519,8 @@ async function main() {
     console.error(`bench/peers/run.mjs: ${options.server} does not exist`);
     process.exit(1);
   }
-  if (!fs.existsSync(path.join(HERE, '..', '..', 'dist', 'index.js'))) say('warning: dist/ is missing; run `npm run build` first (the ssecast contenders import it)');
+  if (!fs.existsSync(path.join(HERE, '..', '..', 'dist', 'index.js')))
+    say('warning: dist/ is missing; run `npm run build` first (the ssecast contenders import it)');
   const result = {
     date: new Date().toISOString(),
     machine: machine(),
@@ -475,11 +531,19 @@ async function main() {
       eventDataBytes: SIZE,
       warmup: `${WARMUP_EVENTS} events in a burst after the memory phase of the first N, not measured`,
       paced: { events: PACED.events, intervalMs: PACED.intervalMs, sample: `min(N, ${PACED.maxSample})` },
-      burst: { events: `min(${BURST.maxEvents}, round(${BURST.deliveries} / N))`, eventsByN: Object.fromEntries(options.ns.map((n) => [n, burstEvents(n)])), yieldEvery: BURST.yieldEvery, sample: BURST.sample, timeoutMs: BURST.timeoutMs, quietMs: QUIET_MS },
+      burst: {
+        events: `min(${BURST.maxEvents}, round(${BURST.deliveries} / N))`,
+        eventsByN: Object.fromEntries(options.ns.map((n) => [n, burstEvents(n)])),
+        yieldEvery: BURST.yieldEvery,
+        sample: BURST.sample,
+        timeoutMs: BURST.timeoutMs,
+        quietMs: QUIET_MS,
+      },
       manyStreams: MANY_STREAMS,
       churn: { cycles: options.churn, concurrency: CHURN_CONCURRENCY },
       timeLimitPerContenderSeconds: options.limitSeconds,
-      layout: 'server and load client are separate processes on 127.0.0.1, driven over IPC; latency = arrival at the client - publish time (performance.timeOrigin + performance.now())',
+      layout:
+        'server and load client are separate processes on 127.0.0.1, driven over IPC; latency = arrival at the client - publish time (performance.timeOrigin + performance.now())',
     },
     contenders: [],
     runSeconds: null,
@@ -493,7 +557,9 @@ async function main() {
     process.exit(130); // the children exit when their IPC channel closes
   });
 
-  say(`contenders: ${options.contenders.join(', ')}; N: ${options.ns.join(', ')}; churn: ${options.churn}; limit ${options.limitSeconds} s each`);
+  say(
+    `contenders: ${options.contenders.join(', ')}; N: ${options.ns.join(', ')}; churn: ${options.churn}; limit ${options.limitSeconds} s each`,
+  );
   printHeader();
   for (const name of options.contenders) {
     result.contenders.push(await runContender(name, options));

@@ -44,7 +44,8 @@ export async function run({ quick = false, overrides = {}, log } = {}) {
   const startedAt = performance.now();
   return withSession({ authorize: true, maxConnectionsPerPrincipal: maxPerPrincipal }, async (s) => {
     const churnPath = `${s.path}&p={principal}`;
-    const churn = (cycles) => s.client.call('churn', { port: s.port, path: churnPath, cycles, concurrency: cfg.concurrency, principals: cfg.principals }, 600_000);
+    const churn = (cycles) =>
+      s.client.call('churn', { port: s.port, path: churnPath, cycles, concurrency: cfg.concurrency, principals: cfg.principals }, 600_000);
 
     say(`warm-up: ${cfg.warmup} cycles`);
     const warm = await churn(cfg.warmup);
@@ -52,7 +53,9 @@ export async function run({ quick = false, overrides = {}, log } = {}) {
     const before = await s.server.call('memory');
     const statsBefore = await s.server.call('stats');
 
-    say(`churn: ${cfg.cycles} cycles, ${cfg.concurrency} in flight, ${cfg.principals} principals of at most ${maxPerPrincipal} connections`);
+    say(
+      `churn: ${cfg.cycles} cycles, ${cfg.concurrency} in flight, ${cfg.principals} principals of at most ${maxPerPrincipal} connections`,
+    );
     const done = await churn(cfg.cycles);
     const drainStarted = performance.now();
     await settle(s.server, (c) => c === 0, '0 connections after the churn');
@@ -82,20 +85,37 @@ export async function run({ quick = false, overrides = {}, log } = {}) {
     const heartbeat = statsFinal.heartbeat;
     const expectedProbe = cfg.principals * maxPerPrincipal;
     const criteria = [
-      { what: 'heap after the churn vs before (after gc), change', value: `${round(heapChange * 100, 2)} %`, limit: `within ±${HEAP_TOLERANCE * 100} %`, ok: Math.abs(heapChange) <= HEAP_TOLERANCE },
+      {
+        what: 'heap after the churn vs before (after gc), change',
+        value: `${round(heapChange * 100, 2)} %`,
+        limit: `within ±${HEAP_TOLERANCE * 100} %`,
+        ok: Math.abs(heapChange) <= HEAP_TOLERANCE,
+      },
       { what: 'hub.stats().connections after the churn', value: hubAfter.connections, limit: '== 0', ok: hubAfter.connections === 0 },
       { what: 'hub.stats().streams after the churn', value: hubAfter.streams, limit: '== 0', ok: hubAfter.streams === 0 },
-      { what: 'cycles that did not get a 200 head (429 = a principal slot not given back)', value: done.failed + warm.failed, limit: '== 0', ok: done.failed + warm.failed === 0 },
+      {
+        what: 'cycles that did not get a 200 head (429 = a principal slot not given back)',
+        value: done.failed + warm.failed,
+        limit: '== 0',
+        ok: done.failed + warm.failed === 0,
+      },
       {
         what: `principal slots after the churn: each of ${cfg.principals} principals opens its limit of ${maxPerPrincipal} (200), one more gets 429`,
         value: `${probe.opened} of ${expectedProbe} opened; the one over: ${over.opened === 1 ? '200' : Object.keys(over.failures).join(', ')}`,
         limit: `${expectedProbe} opened; status 429`,
         ok: probe.opened === expectedProbe && over.opened === 0 && over.failures['status 429'] === 1,
       },
-      { what: 'hub.stats().connections and streams after the probe closed', value: `${hubFinal.connections}, ${hubFinal.streams}`, limit: '0, 0', ok: hubFinal.connections === 0 && hubFinal.streams === 0 },
+      {
+        what: 'hub.stats().connections and streams after the probe closed',
+        value: `${hubFinal.connections}, ${hubFinal.streams}`,
+        limit: '0, 0',
+        ok: hubFinal.connections === 0 && hubFinal.streams === 0,
+      },
       {
         what: 'heartbeat scheduler after the churn and after the probe (hub.heartbeatScheduler(): timer running, registered connections)',
-        value: heartbeat ? `running ${statsAfter.heartbeat.running}, size ${statsAfter.heartbeat.size}; running ${heartbeat.running}, size ${heartbeat.size}` : 'not reachable: skipped',
+        value: heartbeat
+          ? `running ${statsAfter.heartbeat.running}, size ${statsAfter.heartbeat.size}; running ${heartbeat.running}, size ${heartbeat.size}`
+          : 'not reachable: skipped',
         limit: 'running false, size 0',
         ok: heartbeat ? [statsAfter.heartbeat, heartbeat].every((h) => h.running === false && h.size === 0) : true,
       },
@@ -105,7 +125,12 @@ export async function run({ quick = false, overrides = {}, log } = {}) {
         limit: JSON.stringify(statsBefore.resources),
         ok: sameCounts(statsBefore.resources, statsAfter.resources),
       },
-      { what: 'process warnings in the server (MaxListenersExceededWarning or any other)', value: warnings.count, limit: '== 0', ok: warnings.count === 0 },
+      {
+        what: 'process warnings in the server (MaxListenersExceededWarning or any other)',
+        value: warnings.count,
+        limit: '== 0',
+        ok: warnings.count === 0,
+      },
     ];
 
     return {
@@ -114,7 +139,11 @@ export async function run({ quick = false, overrides = {}, log } = {}) {
       criteria,
       figures: {
         quick,
-        settings: { ...cfg, maxConnectionsPerPrincipal: maxPerPrincipal, authorize: 'principal p<k % principals> for cycle k, every stream allowed' },
+        settings: {
+          ...cfg,
+          maxConnectionsPerPrincipal: maxPerPrincipal,
+          authorize: 'principal p<k % principals> for cycle k, every stream allowed',
+        },
         machine: { cpu: os.cpus()[0]?.model, cores: os.cpus().length, node: process.version, loadAverage1m: round(os.loadavg()[0]) },
         contender: `ssecast-node ${s.version}`,
         cycles: done.cycles,
@@ -135,7 +164,12 @@ export async function run({ quick = false, overrides = {}, log } = {}) {
         heartbeat: { before: statsBefore.heartbeat, afterChurn: statsAfter.heartbeat, afterProbe: heartbeat },
         // process.getActiveResourcesInfo() by type: timers and sockets the server holds.
         activeResources: { before: statsBefore.resources, afterChurn: statsAfter.resources, afterProbe: statsFinal.resources },
-        probe: { opened: probe.opened, failures: probe.failures, serverConnections: probeServerConnections, overLimit: { opened: over.opened, failures: over.failures } },
+        probe: {
+          opened: probe.opened,
+          failures: probe.failures,
+          serverConnections: probeServerConnections,
+          overLimit: { opened: over.opened, failures: over.failures },
+        },
         warnings,
         runSeconds: round((performance.now() - startedAt) / 1000, 1),
       },

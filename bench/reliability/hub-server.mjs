@@ -234,7 +234,17 @@ function publishTotals() {
  */
 function startLoop({ streams, perStream, rate, from = {} }) {
   const next = Object.fromEntries(streams.map((stream) => [stream, from[stream] ?? 1]));
-  const loop = { id: loops.length, streams, next, published: 0, errors: 0, refusedByClosedHub: 0, firstError: undefined, stopped: false, finished: false };
+  const loop = {
+    id: loops.length,
+    streams,
+    next,
+    published: 0,
+    errors: 0,
+    refusedByClosedHub: 0,
+    firstError: undefined,
+    stopped: false,
+    finished: false,
+  };
   loops.push(loop);
   loop.done = (async () => {
     const started = performance.now();

@@ -9,8 +9,20 @@ import { parseArgs } from 'node:util';
 
 const CASES = [
   { key: 'storm-memory', title: 'Reconnect storm, memory backend', load: () => import('./storm.mjs'), options: { backend: 'memory' } },
-  { key: 'storm-redis', title: 'Reconnect storm, Redis, two instances', load: () => import('./storm.mjs'), options: { backend: 'redis' }, redis: true },
-  { key: 'shutdown-redis', title: 'Graceful shutdown (SIGTERM), Redis, two instances', load: () => import('./storm.mjs'), options: { backend: 'redis', graceful: true }, redis: true },
+  {
+    key: 'storm-redis',
+    title: 'Reconnect storm, Redis, two instances',
+    load: () => import('./storm.mjs'),
+    options: { backend: 'redis' },
+    redis: true,
+  },
+  {
+    key: 'shutdown-redis',
+    title: 'Graceful shutdown (SIGTERM), Redis, two instances',
+    load: () => import('./storm.mjs'),
+    options: { backend: 'redis', graceful: true },
+    redis: true,
+  },
   { key: 'spread', title: 'Spread the herd', load: () => import('./spread.mjs'), options: {} },
   { key: 'slow-clients', title: 'Slow clients', load: () => import('./slow-clients.mjs'), options: {} },
   { key: 'churn', title: 'Churn', load: () => import('./churn.mjs'), options: {} },
@@ -34,7 +46,12 @@ for (const testCase of CASES) {
   const { run } = await testCase.load();
   const t0 = Date.now();
   try {
-    const result = await run({ quick: values.quick, ...testCase.options, ...(testCase.redis ? { redisUrl } : {}), log: (line) => console.error(`  ${line}`) });
+    const result = await run({
+      quick: values.quick,
+      ...testCase.options,
+      ...(testCase.redis ? { redisUrl } : {}),
+      log: (line) => console.error(`  ${line}`),
+    });
     results.push({ key: testCase.key, title: testCase.title, seconds: Math.round((Date.now() - t0) / 100) / 10, ...result });
     for (const c of result.criteria) console.error(`  ${c.ok ? 'ok  ' : 'FAIL'} ${c.what}: ${c.value} (limit ${c.limit})`);
   } catch (error) {
@@ -46,7 +63,13 @@ for (const testCase of CASES) {
 const report = {
   date: new Date().toISOString(),
   quick: values.quick,
-  machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, platform: `${os.platform()} ${os.release()}` },
+  machine: {
+    cpus: os.cpus().length,
+    cpu: os.cpus()[0]?.model,
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+    platform: `${os.platform()} ${os.release()}`,
+  },
   seconds: Math.round((Date.now() - started) / 1000),
   results,
 };
@@ -66,7 +89,10 @@ function markdown({ date, machine, quick, seconds, results: cases }) {
     '',
   ];
   for (const c of cases) {
-    lines.push(`## ${c.title}: ${c.skipped ? `SKIPPED (${c.skipped})` : c.passed ? 'passed' : 'FAILED'}${c.seconds ? ` in ${c.seconds} s` : ''}`, '');
+    lines.push(
+      `## ${c.title}: ${c.skipped ? `SKIPPED (${c.skipped})` : c.passed ? 'passed' : 'FAILED'}${c.seconds ? ` in ${c.seconds} s` : ''}`,
+      '',
+    );
     if (c.error) lines.push(`Error: ${c.error}`, '');
     if (c.criteria?.length) {
       lines.push('| criterion | value | limit | |', '|---|---|---|---|');

@@ -90,8 +90,11 @@ async function oneRun(cfg, withSlow) {
   return withSession({ maxUnsentBytes: cfg.cap }, async (s) => {
     const count = cfg.eventsPerStream * cfg.streams;
     const normal = await s.client.call('open', { port: s.port, path: s.path, count: cfg.normal, streams: cfg.streams }, 120_000);
-    const slow = withSlow ? await s.client.call('open', { port: s.port, path: s.path, count: cfg.slow, streams: cfg.streams, stalled: true }, 120_000) : { opened: 0, failed: 0 };
-    if (normal.failed || slow.failed) throw new Error(`run ${label}: connections failed to open: ${JSON.stringify({ normal: normal.failures, slow: slow.failures })}`);
+    const slow = withSlow
+      ? await s.client.call('open', { port: s.port, path: s.path, count: cfg.slow, streams: cfg.streams, stalled: true }, 120_000)
+      : { opened: 0, failed: 0 };
+    if (normal.failed || slow.failed)
+      throw new Error(`run ${label}: connections failed to open: ${JSON.stringify({ normal: normal.failures, slow: slow.failures })}`);
     const total = normal.opened + slow.opened;
     await settle(s.server, (c) => c >= total, `${total} open`);
     const before = await s.server.call('memory');
@@ -99,16 +102,30 @@ async function oneRun(cfg, withSlow) {
     await s.client.call('reset', { sample: cfg.sample });
     const cpuBefore = await s.server.call('cpu');
 
-    say(`run ${label}: ${normal.opened} normal + ${slow.opened} never-reading clients over ${cfg.streams} streams; ${count} events of ${cfg.size} B, ${cfg.batch} every ${cfg.intervalMs} ms`);
+    say(
+      `run ${label}: ${normal.opened} normal + ${slow.opened} never-reading clients over ${cfg.streams} streams; ${count} events of ${cfg.size} B, ${cfg.batch} every ${cfg.intervalMs} ms`,
+    );
     const started = performance.now();
-    const publishing = s.server.call('paced', { streams: cfg.streams, count, size: cfg.size, intervalMs: cfg.intervalMs, batch: cfg.batch }, 300_000);
+    const publishing = s.server.call(
+      'paced',
+      { streams: cfg.streams, count, size: cfg.size, intervalMs: cfg.intervalMs, batch: cfg.batch },
+      300_000,
+    );
     // Poll the hub while publishing: when the slow ones were cut off, counted in published events.
     const timeline = [];
     let published = false;
-    publishing.then(() => (published = true), () => (published = true));
+    publishing.then(
+      () => (published = true),
+      () => (published = true),
+    );
     while (!published) {
       const { stats } = await s.server.call('stats');
-      timeline.push({ ms: Math.round(performance.now() - started), published: stats.published, dropped: stats.dropped, connections: stats.connections });
+      timeline.push({
+        ms: Math.round(performance.now() - started),
+        published: stats.published,
+        dropped: stats.dropped,
+        connections: stats.connections,
+      });
       await sleep(100);
     }
     const { publishMs } = await publishing;
@@ -193,7 +210,8 @@ const memoryFigures = (r) => ({
 export async function run({ quick = false, overrides = {}, log } = {}) {
   say = typeof log === 'function' ? log : toStderr;
   const cfg = { ...(quick ? QUICK : FULL), ...overrides };
-  if (cfg.batch % cfg.streams !== 0) throw new Error('batch must be a multiple of streams (every stream gets the same events per interval)');
+  if (cfg.batch % cfg.streams !== 0)
+    throw new Error('batch must be a multiple of streams (every stream gets the same events per interval)');
   const startedAt = performance.now();
   // A B, or A B B A: drift on a shared machine (other load coming and going) hits both alike.
   const order = cfg.repeats >= 2 ? ['A', 'B', 'B', 'A'] : ['A', 'B'];
@@ -201,7 +219,9 @@ export async function run({ quick = false, overrides = {}, log } = {}) {
   for (const which of order) {
     const r = await oneRun(cfg, which === 'B');
     runs[which].push(r);
-    say(`run ${which}: p50 ${r.normalClients.latency.p50} ms, p99 ${r.normalClients.latency.p99} ms, peak RSS ${MiB(peakOf(r))} MiB, publishing ${r.publishMs} ms, dropped ${r.hub.dropped}`);
+    say(
+      `run ${which}: p50 ${r.normalClients.latency.p50} ms, p99 ${r.normalClients.latency.p99} ms, peak RSS ${MiB(peakOf(r))} MiB, publishing ${r.publishMs} ms, dropped ${r.hub.dropped}`,
+    );
   }
   const { A: as, B: bs } = runs;
 
@@ -218,7 +238,11 @@ export async function run({ quick = false, overrides = {}, log } = {}) {
   const bound = fixed + connections * cfg.cap;
   const peakB = Math.max(...bs.map(peakOf));
   const everyEvent = (r) =>
-    r.normalClients.complete && r.normalClients.closed === 0 && r.normalClients.minCount === cfg.eventsPerStream && r.normalClients.sampleCounted === r.normalClients.sampleParsed && r.normalClients.connections === cfg.normal;
+    r.normalClients.complete &&
+    r.normalClients.closed === 0 &&
+    r.normalClients.minCount === cfg.eventsPerStream &&
+    r.normalClients.sampleCounted === r.normalClients.sampleParsed &&
+    r.normalClients.connections === cfg.normal;
   const list = (xs) => (xs.length === 1 ? xs[0] : xs);
   const warnings = [...as, ...bs].reduce((n, r) => n + r.warnings, 0);
 
@@ -235,7 +259,12 @@ export async function run({ quick = false, overrides = {}, log } = {}) {
       limit: `<= ${MiB(bound)} (${MiB(fixed)} + ${MiB(connections * cfg.cap)})`,
       ok: peakB <= bound,
     },
-    { what: 'hub.stats().dropped in run B: the never-reading clients cut off and counted', value: list(bs.map((r) => r.hub.dropped)), limit: `== ${cfg.slow}`, ok: bs.every((r) => r.hub.dropped === cfg.slow) },
+    {
+      what: 'hub.stats().dropped in run B: the never-reading clients cut off and counted',
+      value: list(bs.map((r) => r.hub.dropped)),
+      limit: `== ${cfg.slow}`,
+      ok: bs.every((r) => r.hub.dropped === cfg.slow),
+    },
     {
       what: 'never-reading clients that found their connection closed by the server when they finally read (run B)',
       value: list(bs.map((r) => r.slowBacklog?.closed ?? null)),
@@ -244,7 +273,11 @@ export async function run({ quick = false, overrides = {}, log } = {}) {
     },
     {
       what: `run B: normal clients that got every event (${cfg.eventsPerStream} each), none closed or dropped`,
-      value: list(bs.map((r) => (everyEvent(r) ? r.normalClients.connections : `incomplete: fewest ${r.normalClients.minCount}, ${r.normalClients.closed} closed`))),
+      value: list(
+        bs.map((r) =>
+          everyEvent(r) ? r.normalClients.connections : `incomplete: fewest ${r.normalClients.minCount}, ${r.normalClients.closed} closed`,
+        ),
+      ),
       limit: `== ${cfg.normal}`,
       ok: bs.every(everyEvent),
     },
@@ -269,8 +302,18 @@ export async function run({ quick = false, overrides = {}, log } = {}) {
       machine: { cpu: os.cpus()[0]?.model, cores: os.cpus().length, node: process.version, loadAverage1m: round(os.loadavg()[0]) },
       contender: `${CONTENDER} ${as[0].version}`,
       latencyMs: {
-        a: as.map((r) => ({ p50: r.normalClients.latency.p50, p99: r.normalClients.latency.p99, max: r.normalClients.latency.max, samples: r.normalClients.latency.count })),
-        b: bs.map((r) => ({ p50: r.normalClients.latency.p50, p99: r.normalClients.latency.p99, max: r.normalClients.latency.max, samples: r.normalClients.latency.count })),
+        a: as.map((r) => ({
+          p50: r.normalClients.latency.p50,
+          p99: r.normalClients.latency.p99,
+          max: r.normalClients.latency.max,
+          samples: r.normalClients.latency.count,
+        })),
+        b: bs.map((r) => ({
+          p50: r.normalClients.latency.p50,
+          p99: r.normalClients.latency.p99,
+          max: r.normalClients.latency.max,
+          samples: r.normalClients.latency.count,
+        })),
         p99A: round(p99A, 3),
         p99B: round(p99B, 3),
         p99Ratio: round(ratio, 3),
@@ -288,7 +331,8 @@ export async function run({ quick = false, overrides = {}, log } = {}) {
         // publishing and events published per stream by then.
         ...b0.cutOff,
         frameBytes: b0.frameBytes,
-        allAtMiBPerStream: b0.cutOff.allAtEventsPerStream === null || !b0.frameBytes ? null : MiB(b0.cutOff.allAtEventsPerStream * b0.frameBytes),
+        allAtMiBPerStream:
+          b0.cutOff.allAtEventsPerStream === null || !b0.frameBytes ? null : MiB(b0.cutOff.allAtEventsPerStream * b0.frameBytes),
         // What a never-reading socket took before it was cut: the bytes that were waiting for it
         // (kernel buffers of both ends plus the client's 16 KiB read buffer), read by the client after the run.
         backlogPerSlowClientMiB: backlog ? { min: MiB(backlog.min), median: MiB(backlog.median), max: MiB(backlog.max) } : null,
@@ -305,5 +349,8 @@ export async function run({ quick = false, overrides = {}, log } = {}) {
 // ---------------------------------------------------------------------------
 
 if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
-  await runFromCli(run, 'node bench/reliability/slow-clients.mjs [--quick] [--normal=N --slow=N --streams=N --cap=BYTES --eventsPerStream=N --batch=N --intervalMs=N --sample=N --repeats=1|2]');
+  await runFromCli(
+    run,
+    'node bench/reliability/slow-clients.mjs [--quick] [--normal=N --slow=N --streams=N --cap=BYTES --eventsPerStream=N --batch=N --intervalMs=N --sample=N --repeats=1|2]',
+  );
 }

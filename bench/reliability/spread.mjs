@@ -45,25 +45,44 @@ async function phase(retryMs, clientCount) {
     const refTime = Date.now();
     const specs = Array.from({ length: clientCount }, (_, i) => ({ id: i, urls: [hub.url], streams: [`s${i % STREAMS}`], refTime }));
     clients = await startClients(specs);
-    await waitFor(() => clients.every((client) => client.open && client.record.connections[0].retry !== undefined), 30_000, 'every client to connect');
+    await waitFor(
+      () => clients.every((client) => client.open && client.record.connections[0].retry !== undefined),
+      30_000,
+      'every client to connect',
+    );
     await waitFor(async () => (await hub.request('stats')).hub.connections === clientCount, 10_000, 'the server to count every connection');
     // Settle, so that the drop is the only thing going on.
     await sleep(200);
     const { dropped, at } = await hub.request('drop');
     const dropRel = at - refTime;
     const longest = typeof retryMs === 'number' ? retryMs : retryMs.max;
-    const back = () => clients.filter((client) => client.record.connections.some((c) => c.openedAt !== undefined && c.at >= dropRel)).length;
+    const back = () =>
+      clients.filter((client) => client.record.connections.some((c) => c.openedAt !== undefined && c.at >= dropRel)).length;
     const deadline = Date.now() + longest + 15_000;
     while (back() < clientCount && Date.now() < deadline) await sleep(50);
     const { arrivals } = await hub.request('arrivals', { since: at });
     const records = clients.map((client) => client.record);
     const retryValues = records.map((record) => record.connections[0].retry);
-    const retryValuesAfter = records.flatMap((record) => record.connections.slice(1).map((c) => c.retry).filter((retry) => retry !== undefined));
+    const retryValuesAfter = records.flatMap((record) =>
+      record.connections
+        .slice(1)
+        .map((c) => c.retry)
+        .filter((retry) => retry !== undefined),
+    );
     const reconnectMs = records.flatMap((record) => {
       const next = record.connections.find((c) => c.openedAt !== undefined && c.at >= dropRel);
       return next ? [next.openedAt - dropRel] : [];
     });
-    return { retryMs, clients: clientCount, dropped, reconnected: reconnectMs.length, retryValues, retryValuesAfter, arrivalsMs: arrivals.map((time) => time - at), reconnectMs };
+    return {
+      retryMs,
+      clients: clientCount,
+      dropped,
+      reconnected: reconnectMs.length,
+      retryValues,
+      retryValuesAfter,
+      arrivalsMs: arrivals.map((time) => time - at),
+      reconnectMs,
+    };
   } finally {
     for (const client of clients) client.stop();
     await hub.terminate();
@@ -103,7 +122,11 @@ function describe(result) {
       lastMs: Math.max(...result.arrivalsMs),
       histogram: arrivalBuckets.map((bucket) => ({ fromMs: bucket.from, count: bucket.count })),
     },
-    reconnectDelayMs: { p50: percentile(result.reconnectMs, 50), p99: percentile(result.reconnectMs, 99), max: Math.max(...result.reconnectMs) },
+    reconnectDelayMs: {
+      p50: percentile(result.reconnectMs, 50),
+      p99: percentile(result.reconnectMs, 99),
+      max: Math.max(...result.reconnectMs),
+    },
     retryHistogramText: asciiHistogram(retryBuckets, { barWidth: 40 }),
     arrivalHistogramText: asciiHistogram(arrivalBuckets, { barWidth: 40 }),
   };
@@ -135,15 +158,45 @@ export async function run({ quick = false, clients: clientCount, fixed: withFixe
   const lowerHalf = range.retryValues.filter((value) => value < middle).length / range.retryValues.length;
   const minDistinct = Math.min(100, Math.floor(clientCount / 4));
   const criteria = [
-    { what: `range: every retry value received in [${RANGE.min}, ${RANGE.max}] (all connections)`, value: `${inRange} of ${range.retryValues.length} first, ${allInRange ? 'all' : 'not all'} later`, limit: 'all', ok: inRange === range.retryValues.length && allInRange },
-    { what: 'range: distinct retry values among the first connections', value: rangeFigures.retryValues.distinct, limit: `>= ${minDistinct}`, ok: rangeFigures.retryValues.distinct >= minDistinct },
-    { what: 'range: share of retry values in the lower half of the range', value: Math.round(lowerHalf * 1000) / 1000, limit: '0.35 .. 0.65', ok: lowerHalf >= 0.35 && lowerHalf <= 0.65 },
-    { what: 'range: largest share of reconnects arriving in one 250 ms bucket', value: rangeFigures.arrivals.maxShare, limit: `< ${MAX_BUCKET_SHARE}`, ok: rangeFigures.arrivals.maxShare < MAX_BUCKET_SHARE },
+    {
+      what: `range: every retry value received in [${RANGE.min}, ${RANGE.max}] (all connections)`,
+      value: `${inRange} of ${range.retryValues.length} first, ${allInRange ? 'all' : 'not all'} later`,
+      limit: 'all',
+      ok: inRange === range.retryValues.length && allInRange,
+    },
+    {
+      what: 'range: distinct retry values among the first connections',
+      value: rangeFigures.retryValues.distinct,
+      limit: `>= ${minDistinct}`,
+      ok: rangeFigures.retryValues.distinct >= minDistinct,
+    },
+    {
+      what: 'range: share of retry values in the lower half of the range',
+      value: Math.round(lowerHalf * 1000) / 1000,
+      limit: '0.35 .. 0.65',
+      ok: lowerHalf >= 0.35 && lowerHalf <= 0.65,
+    },
+    {
+      what: 'range: largest share of reconnects arriving in one 250 ms bucket',
+      value: rangeFigures.arrivals.maxShare,
+      limit: `< ${MAX_BUCKET_SHARE}`,
+      ok: rangeFigures.arrivals.maxShare < MAX_BUCKET_SHARE,
+    },
     { what: 'range: clients back after the drop', value: range.reconnected, limit: clientCount, ok: range.reconnected === clientCount },
     ...(fixed
       ? [
-          { what: `fixed: every retry value received is ${FIXED_MS}`, value: fixed.retryValues.every((value) => value === FIXED_MS), limit: true, ok: fixed.retryValues.every((value) => value === FIXED_MS) },
-          { what: 'fixed: clients back after the drop', value: fixed.reconnected, limit: clientCount, ok: fixed.reconnected === clientCount },
+          {
+            what: `fixed: every retry value received is ${FIXED_MS}`,
+            value: fixed.retryValues.every((value) => value === FIXED_MS),
+            limit: true,
+            ok: fixed.retryValues.every((value) => value === FIXED_MS),
+          },
+          {
+            what: 'fixed: clients back after the drop',
+            value: fixed.reconnected,
+            limit: clientCount,
+            ok: fixed.reconnected === clientCount,
+          },
         ]
       : []),
   ];
@@ -154,10 +207,17 @@ export async function run({ quick = false, clients: clientCount, fixed: withFixe
     ...(fixedFigures ? { fixed: fixedFigures } : {}),
     // The contrast (not a criterion): with one fixed value, the herd comes back in one bucket.
     contrast: fixedFigures
-      ? { fixedMaxShare: fixedFigures.arrivals.maxShare, rangeMaxShare: rangeFigures.arrivals.maxShare, fixedSpanMs: fixedFigures.arrivals.lastMs - fixedFigures.arrivals.firstMs, rangeSpanMs: rangeFigures.arrivals.lastMs - rangeFigures.arrivals.firstMs }
+      ? {
+          fixedMaxShare: fixedFigures.arrivals.maxShare,
+          rangeMaxShare: rangeFigures.arrivals.maxShare,
+          fixedSpanMs: fixedFigures.arrivals.lastMs - fixedFigures.arrivals.firstMs,
+          rangeSpanMs: rangeFigures.arrivals.lastMs - rangeFigures.arrivals.firstMs,
+        }
       : undefined,
     histogramText:
-      (fixedFigures ? `fixed retryMs ${FIXED_MS}: reconnects arriving at the server, ms after the drop\n${fixedFigures.arrivalHistogramText}\n\n` : '') +
+      (fixedFigures
+        ? `fixed retryMs ${FIXED_MS}: reconnects arriving at the server, ms after the drop\n${fixedFigures.arrivalHistogramText}\n\n`
+        : '') +
       `retryMs { min: ${RANGE.min}, max: ${RANGE.max} }: reconnects arriving at the server, ms after the drop\n${rangeFigures.arrivalHistogramText}\n\n` +
       `retryMs { min: ${RANGE.min}, max: ${RANGE.max} }: retry values received\n${rangeFigures.retryHistogramText}`,
   };

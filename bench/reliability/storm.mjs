@@ -68,7 +68,15 @@ const HEARTBEAT_MS = 300;
  * @param {(line: string) => void} [options.log]
  * @returns {Promise<StormResult>}
  */
-export async function run({ quick = false, backend = 'memory', graceful = false, redisUrl, prefix, size: sizeOverride, log = () => {} } = {}) {
+export async function run({
+  quick = false,
+  backend = 'memory',
+  graceful = false,
+  redisUrl,
+  prefix,
+  size: sizeOverride,
+  log = () => {},
+} = {}) {
   if (backend !== 'memory' && backend !== 'redis') throw new TypeError(`backend must be 'memory' or 'redis', got ${backend}`);
   if (graceful && backend !== 'redis') throw new TypeError('the graceful variant needs the redis backend (two instances)');
   const size = { ...(quick ? SIZES.quick : SIZES.full), ...sizeOverride };
@@ -82,7 +90,14 @@ export async function run({ quick = false, backend = 'memory', graceful = false,
   try {
     // ---- servers ----
     // Short heartbeats, so that the heartbeat timer is live on every connection when streams end.
-    const hubOptions = { backend, redisUrl, prefix, retryMs: RETRY, historySize: Math.max(100, size.perStream * 2), heartbeatMs: HEARTBEAT_MS };
+    const hubOptions = {
+      backend,
+      redisUrl,
+      prefix,
+      retryMs: RETRY,
+      historySize: Math.max(100, size.perStream * 2),
+      heartbeatMs: HEARTBEAT_MS,
+    };
     hubs.push(await startHub(hubOptions));
     if (backend === 'redis') hubs.push(await startHub(hubOptions));
     const [a, b] = hubs;
@@ -114,7 +129,9 @@ export async function run({ quick = false, backend = 'memory', graceful = false,
     const totalRate = (size.streams * size.perStream * 1000) / size.publishMs;
     const owned = hubs.length === 1 ? [streams] : [streams.filter((_, i) => i % 2 === 0), streams.filter((_, i) => i % 2 === 1)];
     const publishStart = Date.now();
-    await Promise.all(hubs.map((hub, i) => hub.request('publish', { streams: owned[i], perStream: size.perStream, rate: totalRate / hubs.length })));
+    await Promise.all(
+      hubs.map((hub, i) => hub.request('publish', { streams: owned[i], perStream: size.perStream, rate: totalRate / hubs.length })),
+    );
 
     /** @type {{ kind: string, at: number, sockets?: number }[]} */
     const disruptions = [];
@@ -209,15 +226,29 @@ export async function run({ quick = false, backend = 'memory', graceful = false,
         : []),
       ...(graceful
         ? [
-            criterion("A's streams ended cleanly (response end, not a reset)", reconnects[0].endedCleanly, reconnects[0].affected, reconnects[0].endedCleanly === reconnects[0].affected),
+            criterion(
+              "A's streams ended cleanly (response end, not a reset)",
+              reconnects[0].endedCleanly,
+              reconnects[0].affected,
+              reconnects[0].endedCleanly === reconnects[0].affected,
+            ),
             criterion('instance A exit code after SIGTERM mid-run', terminated.code, 0, terminated.code === 0),
           ]
         : []),
       criterion('servers: unhandled rejections', faults.unhandledRejections, 0),
       criterion('servers: uncaught exceptions', faults.uncaughtExceptions, 0),
-      criterion('servers: writes after end (incl. ERR_STREAM_WRITE_AFTER_END)', faults.writesAfterEnd + (faults.responseErrors.ERR_STREAM_WRITE_AFTER_END ?? 0), 0),
+      criterion(
+        'servers: writes after end (incl. ERR_STREAM_WRITE_AFTER_END)',
+        faults.writesAfterEnd + (faults.responseErrors.ERR_STREAM_WRITE_AFTER_END ?? 0),
+        0,
+      ),
       criterion('servers: process warnings (e.g. MaxListenersExceededWarning)', faults.warnings, 0),
-      criterion('servers: exit code 0 on SIGTERM, report sent', exits.map((exit) => `${exit.code}${exit.report ? '' : ' (no report)'}`).join(', '), exits.map(() => '0').join(', '), exits.every((exit) => exit.code === 0 && exit.report)),
+      criterion(
+        'servers: exit code 0 on SIGTERM, report sent',
+        exits.map((exit) => `${exit.code}${exit.report ? '' : ' (no report)'}`).join(', '),
+        exits.map(() => '0').join(', '),
+        exits.every((exit) => exit.code === 0 && exit.report),
+      ),
     ];
 
     const figures = {
@@ -274,7 +305,11 @@ export async function run({ quick = false, backend = 'memory', graceful = false,
             }
           : null,
       ),
-      serverStatsBeforeExit: serverStats.map((s) => ({ connections: s.hub.connections, delivered: s.hub.delivered, dropped: s.hub.dropped })),
+      serverStatsBeforeExit: serverStats.map((s) => ({
+        connections: s.hub.connections,
+        delivered: s.hub.delivered,
+        dropped: s.hub.dropped,
+      })),
       ...(backend === 'redis' ? { prefix } : {}),
     };
     return { name, passed: criteria.every((c) => c.ok), criteria, figures };
@@ -300,7 +335,14 @@ function analyseDisruption(records, atRel, nextRel, stopRel) {
   let movedToOther = 0;
   for (const record of records) {
     const connections = record.connections;
-    const index = connections.findIndex((c) => c.openedAt !== undefined && c.openedAt <= atRel && c.endedAt !== undefined && c.endedAt >= atRel && c.endedAt < Math.min(nextRel, stopRel));
+    const index = connections.findIndex(
+      (c) =>
+        c.openedAt !== undefined &&
+        c.openedAt <= atRel &&
+        c.endedAt !== undefined &&
+        c.endedAt >= atRel &&
+        c.endedAt < Math.min(nextRel, stopRel),
+    );
     if (index < 0) continue;
     affected++;
     if (connections[index].error === undefined) endedCleanly++;
@@ -320,10 +362,19 @@ function analyseDisruption(records, atRel, nextRel, stopRel) {
     movedToOtherInstance: movedToOther,
     attemptsPerReconnect: delays.length ? round1(attempts / delays.length) : undefined,
     everyClientBackMs: delays.length ? Math.max(...delays) : undefined,
-    reconnectMs: { p50: percentile(delays, 50), p90: percentile(delays, 90), p99: percentile(delays, 99), max: delays.length ? Math.max(...delays) : undefined },
+    reconnectMs: {
+      p50: percentile(delays, 50),
+      p90: percentile(delays, 90),
+      p99: percentile(delays, 99),
+      max: delays.length ? Math.max(...delays) : undefined,
+    },
     // When the client sent its request (the retry: wait plus its own timer lag), and how long the response headers took.
     requestSentMs: { p50: percentile(sent, 50), p99: percentile(sent, 99) },
-    requestToHeadersMs: { p50: percentile(toHeaders, 50), p99: percentile(toHeaders, 99), max: toHeaders.length ? Math.max(...toHeaders) : undefined },
+    requestToHeadersMs: {
+      p50: percentile(toHeaders, 50),
+      p99: percentile(toHeaders, 99),
+      max: toHeaders.length ? Math.max(...toHeaders) : undefined,
+    },
     maxPer250ms: maxBucket(buckets).max,
     histogram: buckets.map((bucket) => ({ fromMs: bucket.from, count: bucket.count })),
     histogramText: asciiHistogram(buckets, { barWidth: 40 }),
@@ -345,7 +396,8 @@ function sumFaults(list) {
     total.uncaughtExceptions += faults.uncaughtExceptions;
     total.warnings += faults.warnings;
     total.writesAfterEnd += faults.writesAfterEnd;
-    for (const [code, count] of Object.entries(faults.responseErrors)) total.responseErrors[code] = (total.responseErrors[code] ?? 0) + count;
+    for (const [code, count] of Object.entries(faults.responseErrors))
+      total.responseErrors[code] = (total.responseErrors[code] ?? 0) + count;
   }
   return total;
 }
@@ -394,11 +446,23 @@ export function summary(result) {
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const { values } = parseArgs({
-    options: { quick: { type: 'boolean', default: false }, backend: { type: 'string', default: 'memory' }, graceful: { type: 'boolean', default: false } },
+    options: {
+      quick: { type: 'boolean', default: false },
+      backend: { type: 'string', default: 'memory' },
+      graceful: { type: 'boolean', default: false },
+    },
   });
-  const result = await run({ quick: values.quick, backend: /** @type {'memory' | 'redis'} */ (values.backend), graceful: values.graceful, log: (line) => console.error(line) });
+  const result = await run({
+    quick: values.quick,
+    backend: /** @type {'memory' | 'redis'} */ (values.backend),
+    graceful: values.graceful,
+    log: (line) => console.error(line),
+  });
   console.error(summary(result));
-  for (const disruption of result.figures.disruptions) console.error(`\n${disruption.kind} at +${disruption.atMsIntoPublishing} ms: reconnect time (ms after it)\n${disruption.histogramText}`);
+  for (const disruption of result.figures.disruptions)
+    console.error(
+      `\n${disruption.kind} at +${disruption.atMsIntoPublishing} ms: reconnect time (ms after it)\n${disruption.histogramText}`,
+    );
   console.log(JSON.stringify(result, null, 2));
   process.exitCode = result.passed ? 0 : 1;
 }

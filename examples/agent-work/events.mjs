@@ -15,7 +15,10 @@ export const eventSchemas = {
     sandbox_id: id,
     agent_id: id,
     status: z.enum(['creating', 'running', 'stopped', 'error']),
-    message: z.string().max(16 * 1024).optional(),
+    message: z
+      .string()
+      .max(16 * 1024)
+      .optional(),
     timestamp,
   }),
   git_operation: z.strictObject({

@@ -121,6 +121,7 @@ function safeMessage(text) {
 // ---------------------------------------------------------------------------
 // git's progress output
 
+// biome-ignore lint/suspicious/noControlCharactersInRegex: ESC is exactly what an ANSI sequence starts with
 const ANSI = /\x1b\[[0-9;]*[A-Za-z]/g;
 const PROGRESS = /^(?:remote:\s*)?([A-Z][A-Za-z]*(?: [A-Za-z]+)*):\s+(\d{1,3})%\s*\(\d+\/\d+\)/;
 
@@ -209,7 +210,14 @@ export function createProgressTracker(weights, onUpdate, step = 5) {
 // Running git
 
 /** Inherited GIT_* variables that only say how to reach a server, and are kept. */
-const KEPT_GIT_VARIABLES = new Set(['GIT_SSL_CAINFO', 'GIT_SSL_CAPATH', 'GIT_SSH', 'GIT_SSH_COMMAND', 'GIT_SSH_VARIANT', 'GIT_PROXY_COMMAND']);
+const KEPT_GIT_VARIABLES = new Set([
+  'GIT_SSL_CAINFO',
+  'GIT_SSL_CAPATH',
+  'GIT_SSH',
+  'GIT_SSH_COMMAND',
+  'GIT_SSH_VARIANT',
+  'GIT_PROXY_COMMAND',
+]);
 
 /**
  * The environment of every git: the caller's, without inherited GIT_*
@@ -416,7 +424,7 @@ export async function createBareRemote(root, options = {}) {
       const n = String(i).padStart(3, '0');
       await writeFile(
         path.join(seed, 'src', `module-${n}.js`),
-        `// module ${n}\nexport const id = ${i};\nexport const name = 'module-${n}';\nexport function value() {\n  return ${i * 7919 % 10007};\n}\n`,
+        `// module ${n}\nexport const id = ${i};\nexport const name = 'module-${n}';\nexport function value() {\n  return ${(i * 7919) % 10007};\n}\n`,
       );
     }
     await mkdir(path.join(seed, 'assets'));

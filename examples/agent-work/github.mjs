@@ -64,7 +64,10 @@ export function fakeGitHub({ webBase, maxPulls = 1000 }) {
     const { title, head, base, body = '' } = req.body ?? {};
     const missing = ['title', 'head', 'base'].filter((field) => typeof req.body?.[field] !== 'string' || req.body[field] === '');
     if (missing.length > 0) {
-      return res.status(422).json({ message: 'Validation Failed', errors: missing.map((field) => ({ resource: 'PullRequest', field, code: 'missing_field' })) });
+      return res.status(422).json({
+        message: 'Validation Failed',
+        errors: missing.map((field) => ({ resource: 'PullRequest', field, code: 'missing_field' })),
+      });
     }
     const number = next++;
     const key = `${req.params.owner}/${req.params.repo}/${number}`;

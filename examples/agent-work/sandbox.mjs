@@ -380,7 +380,7 @@ export class E2BSandbox {
           flush();
           const exitCode = /** @type {{ exitCode?: unknown }} */ (error)?.exitCode;
           if (typeof exitCode === 'number') return { exitCode }; // CommandExitError: non-zero exit
-          if (signal?.aborted) return onLine('stderr', '[sandbox] command aborted'), { exitCode: EXIT_ABORTED };
+          if (signal?.aborted) return (onLine('stderr', '[sandbox] command aborted'), { exitCode: EXIT_ABORTED });
           throw error;
         }
       },
@@ -540,7 +540,13 @@ export class SandboxService {
     const data = { sandbox_id: sandbox.id, agent_id: agentId };
     const timestamp = new Date().toISOString();
     if (error !== undefined) await this.#emit('sandbox_status', { ...data, status: 'error', message: messageOf(error), timestamp });
-    else if (stopFailed) await this.#emit('sandbox_status', { ...data, status: 'error', message: `could not stop sandbox: ${messageOf(stopFailed.error)}`, timestamp });
+    else if (stopFailed)
+      await this.#emit('sandbox_status', {
+        ...data,
+        status: 'error',
+        message: `could not stop sandbox: ${messageOf(stopFailed.error)}`,
+        timestamp,
+      });
     else await this.#emit('sandbox_status', { ...data, status: 'stopped', timestamp });
     if (stopFailed) throw stopFailed.error;
   }

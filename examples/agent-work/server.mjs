@@ -39,7 +39,9 @@ export async function createAgentWorkApp({ env = process.env, log = console } = 
   const remote = await createBareRemote(workRoot);
   /** The server's own origin, known once it listens; the in-process GitHub needs it. */
   let origin = '';
-  const [owner, repo] = /^[\w.-]+\/[\w.-]+$/.test(env.GITHUB_REPOSITORY ?? '') ? String(env.GITHUB_REPOSITORY).split('/') : ['acme', 'agent-work-demo'];
+  const [owner, repo] = /^[\w.-]+\/[\w.-]+$/.test(env.GITHUB_REPOSITORY ?? '')
+    ? String(env.GITHUB_REPOSITORY).split('/')
+    : ['acme', 'agent-work-demo'];
   const runner = new TaskRunner({
     hub,
     metrics,
@@ -58,7 +60,12 @@ export async function createAgentWorkApp({ env = process.env, log = console } = 
 
   /** @param {import('express').Request} req */
   const principal = (req) =>
-    key ? principalOf(tokenOf({ header: (name) => req.get(name), query: (name) => new URL(req.originalUrl, 'http://x').searchParams.get(name) }), key) : undefined;
+    key
+      ? principalOf(
+          tokenOf({ header: (name) => req.get(name), query: (name) => new URL(req.originalUrl, 'http://x').searchParams.get(name) }),
+          key,
+        )
+      : undefined;
 
   const app = express();
   app.disable('x-powered-by');
@@ -77,7 +84,8 @@ export async function createAgentWorkApp({ env = process.env, log = console } = 
   );
   app.post('/api/v1/agents/:agentId/tasks', express.json({ limit: '16kb' }), async (req, res) => {
     const { agentId } = req.params;
-    if (!AGENT_ID.test(agentId)) return res.status(400).json({ error: 'bad_request', message: 'agent ids are 1 to 64 of A-Z, a-z, 0-9, _ and -' });
+    if (!AGENT_ID.test(agentId))
+      return res.status(400).json({ error: 'bad_request', message: 'agent ids are 1 to 64 of A-Z, a-z, 0-9, _ and -' });
     if (key) {
       const who = await principal(req);
       if (!who) return res.status(401).json({ error: 'unauthorized', message: 'authentication required' });
@@ -87,7 +95,9 @@ export async function createAgentWorkApp({ env = process.env, log = console } = 
     }
     const command = req.body?.command ?? DEFAULT_COMMAND;
     if (typeof command !== 'string' || command.trim() === '' || command.length > MAX_COMMAND_LENGTH) {
-      return res.status(400).json({ error: 'bad_request', message: `command must be a non-empty string of at most ${MAX_COMMAND_LENGTH} characters` });
+      return res
+        .status(400)
+        .json({ error: 'bad_request', message: `command must be a non-empty string of at most ${MAX_COMMAND_LENGTH} characters` });
     }
     try {
       res.status(202).json(runner.start(agentId, command));
@@ -109,7 +119,10 @@ export async function createAgentWorkApp({ env = process.env, log = console } = 
   app.use((/** @type {any} */ error, /** @type {any} */ _req, /** @type {import('express').Response} */ res, /** @type {any} */ _next) => {
     const status = typeof error?.status === 'number' && error.status < 500 ? error.status : 500;
     if (status === 500) log.error('[agent-work]', error);
-    res.status(status).json({ error: status === 500 ? 'internal_error' : 'bad_request', message: status === 500 ? 'something went wrong' : String(error.message) });
+    res.status(status).json({
+      error: status === 500 ? 'internal_error' : 'bad_request',
+      message: status === 500 ? 'something went wrong' : String(error.message),
+    });
   });
 
   return {
@@ -161,7 +174,8 @@ export async function listen(env = process.env) {
   const origin = `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
   agentWork.setOrigin(origin);
   console.log(`Agent Work is live on ${origin}/  (stream: ${origin}/api/v1/sse?agent_id=agent-1)`);
-  if (!agentWork.auth) console.warn('SSE_JWT_SECRET is not set: the stream and the task API are open to anyone who can reach this address.');
+  if (!agentWork.auth)
+    console.warn('SSE_JWT_SECRET is not set: the stream and the task API are open to anyone who can reach this address.');
   if (!agentWork.auth && !['127.0.0.1', 'localhost', '::1'].includes(host)) {
     console.warn(`Listening on ${host}: POST /api/v1/agents/:id/tasks runs shell commands on this machine. Set SSE_JWT_SECRET.`);
   }

@@ -57,8 +57,10 @@ const plugin: FastifyPluginAsync<SsecastFastifyOptions<any>> = async (app, { hub
           (reason) => {
             open.delete(connection as SseConnection);
             if (reason === 'slow_consumer') request.log.warn('ssecast: client fell behind and was cut off; it resumes with Last-Event-ID');
-            else if (reason === 'error') request.log.warn('ssecast: the stream ended on an error (history unreadable or transport failure)');
-            else if (reason === 'interrupted') request.log.warn('ssecast: the backend lost continuity; the client resumes with Last-Event-ID');
+            else if (reason === 'error')
+              request.log.warn('ssecast: the stream ended on an error (history unreadable or transport failure)');
+            else if (reason === 'interrupted')
+              request.log.warn('ssecast: the backend lost continuity; the client resumes with Last-Event-ID');
           },
           (error) => gate.report(error, request),
         );

@@ -36,7 +36,7 @@ export function createFetchHandler<M extends EventMapBase = EventMapBase>(
   const gate = new SseGate<Request, M>(hub, options);
   const gzip = gzipSettings(options.compress);
   return async (request) => {
-    let outcome;
+    let outcome: Awaited<ReturnType<typeof gate.admit>> | undefined;
     try {
       outcome = await gate.admit(request, {
         method: request.method,

@@ -20,7 +20,12 @@ export interface BackoffOptions {
 export type Backoff = Required<BackoffOptions>;
 
 export function checkBackoff(options: BackoffOptions = {}): Backoff {
-  const backoff = { initialMs: options.initialMs ?? 1000, maxMs: options.maxMs ?? 30_000, factor: options.factor ?? 2, resetAfterMs: options.resetAfterMs ?? 5000 };
+  const backoff = {
+    initialMs: options.initialMs ?? 1000,
+    maxMs: options.maxMs ?? 30_000,
+    factor: options.factor ?? 2,
+    resetAfterMs: options.resetAfterMs ?? 5000,
+  };
   for (const [name, value] of Object.entries(backoff)) {
     if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
       throw new TypeError(`backoff.${name} must be a non-negative finite number, got ${String(value)}`);
@@ -39,7 +44,12 @@ export function checkBackoff(options: BackoffOptions = {}): Backoff {
  *
  * @param attempt failed attempts since the last healthy connection (0 for the first retry)
  */
-export function backoffDelay(attempt: number, backoff: Pick<Backoff, 'initialMs' | 'maxMs' | 'factor'>, floorMs = 0, random: () => number = Math.random): number {
+export function backoffDelay(
+  attempt: number,
+  backoff: Pick<Backoff, 'initialMs' | 'maxMs' | 'factor'>,
+  floorMs = 0,
+  random: () => number = Math.random,
+): number {
   const cap = Math.min(backoff.maxMs, backoff.initialMs * backoff.factor ** attempt);
   return Math.max(floorMs, Math.floor(random() * cap));
 }

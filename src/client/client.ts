@@ -174,8 +174,10 @@ export class SseClient<M extends EventMapBase = EventMapBase> implements AsyncIt
     this.maxEventBytes = nonNegative(options.maxEventBytes ?? DEFAULTS.maxEventBytes, 'maxEventBytes');
     this.maxQueue = nonNegative(options.maxQueue ?? DEFAULTS.maxQueue, 'maxQueue');
     const parse = options.parse ?? 'auto';
-    if (typeof parse !== 'function' && !['auto', 'json', 'text'].includes(parse)) throw new TypeError(`parse must be 'auto', 'json', 'text' or a function, got ${String(parse)}`);
-    if (options.onUnauthorized !== undefined && typeof options.onUnauthorized !== 'function') throw new TypeError('onUnauthorized must be a function');
+    if (typeof parse !== 'function' && !['auto', 'json', 'text'].includes(parse))
+      throw new TypeError(`parse must be 'auto', 'json', 'text' or a function, got ${String(parse)}`);
+    if (options.onUnauthorized !== undefined && typeof options.onUnauthorized !== 'function')
+      throw new TypeError('onUnauthorized must be a function');
     if (/[\0\r\n]/.test(options.lastEventId ?? '')) throw new TypeError('lastEventId must not contain NUL, CR or LF');
     this.last = options.lastEventId || undefined;
     if (options.signal?.aborted) {
@@ -241,7 +243,13 @@ export class SseClient<M extends EventMapBase = EventMapBase> implements AsyncIt
    * loop early stops this iterator, not the client.
    */
   [Symbol.asyncIterator](): AsyncIterator<ClientEventOf<M>> {
-    const state: IteratorState = { queue: [], consumed: this.last, wake: undefined, error: undefined, done: this.currentStatus === 'closed' };
+    const state: IteratorState = {
+      queue: [],
+      consumed: this.last,
+      wake: undefined,
+      error: undefined,
+      done: this.currentStatus === 'closed',
+    };
     if (state.done) state.error = this.fatal;
     else this.iterators.add(state);
     const end = () => {
@@ -297,7 +305,9 @@ export class SseClient<M extends EventMapBase = EventMapBase> implements AsyncIt
     try {
       // Raced against the attempt's signal: a headers() that never settles is cut off by the
       // watchdog (or close()) like a request that never answers.
-      const headers = new Headers(typeof this.options.headers === 'function' ? await untilAborted(this.options.headers(), controller.signal) : this.options.headers);
+      const headers = new Headers(
+        typeof this.options.headers === 'function' ? await untilAborted(this.options.headers(), controller.signal) : this.options.headers,
+      );
       headers.set('accept', 'text/event-stream');
       if (this.last) headers.set('last-event-id', headerValue(this.last));
       else headers.delete('last-event-id');
@@ -325,7 +335,10 @@ export class SseClient<M extends EventMapBase = EventMapBase> implements AsyncIt
       const type = response.headers.get('content-type') ?? '';
       if (!/^text\/event-stream\b/i.test(type)) {
         await response.body?.cancel().catch(() => {});
-        return { retry: false, error: new SseClientError('ERR_CONTENT_TYPE', `expected text/event-stream, got ${type || 'no content type'}`, { status: 200 }) };
+        return {
+          retry: false,
+          error: new SseClientError('ERR_CONTENT_TYPE', `expected text/event-stream, got ${type || 'no content type'}`, { status: 200 }),
+        };
       }
       if (!response.body) return { retry: true, error: new SseClientError('ERR_NETWORK', 'the response has no body') };
       // Open is not yet healthy: the backoff starts over only once the stream proves it (read()).
@@ -334,7 +347,10 @@ export class SseClient<M extends EventMapBase = EventMapBase> implements AsyncIt
     } catch (error) {
       if (this.isClosed()) return {};
       if (this.stale) return { retry: true, error: this.staleError() };
-      return { retry: true, error: new SseClientError('ERR_NETWORK', `the connection failed: ${(error as Error)?.message ?? String(error)}`, { cause: error }) };
+      return {
+        retry: true,
+        error: new SseClientError('ERR_NETWORK', `the connection failed: ${(error as Error)?.message ?? String(error)}`, { cause: error }),
+      };
     } finally {
       clearTimeout(this.watchdog);
       this.watchdog = undefined;
@@ -415,7 +431,9 @@ export class SseClient<M extends EventMapBase = EventMapBase> implements AsyncIt
     try {
       retry = (await onUnauthorized(response)) === true;
     } catch (error) {
-      this.report(new SseClientError('ERR_LISTENER', `onUnauthorized threw: ${(error as Error)?.message ?? String(error)}`, { cause: error }));
+      this.report(
+        new SseClientError('ERR_LISTENER', `onUnauthorized threw: ${(error as Error)?.message ?? String(error)}`, { cause: error }),
+      );
     }
     this.authRetried = retry;
     return retry && !this.isClosed();
@@ -433,7 +451,11 @@ export class SseClient<M extends EventMapBase = EventMapBase> implements AsyncIt
     try {
       data = type === 'resync' ? JSON.parse(message.data) : this.parse(message.data, type);
     } catch (error) {
-      this.report(new SseClientError('ERR_PARSE', `the data of a ${type} event could not be parsed: ${(error as Error)?.message ?? String(error)}`, { cause: error }));
+      this.report(
+        new SseClientError('ERR_PARSE', `the data of a ${type} event could not be parsed: ${(error as Error)?.message ?? String(error)}`, {
+          cause: error,
+        }),
+      );
       return;
     }
     const event: ClientEvent = { type, data, id: id || undefined };
@@ -445,7 +467,11 @@ export class SseClient<M extends EventMapBase = EventMapBase> implements AsyncIt
         try {
           listener(event);
         } catch (error) {
-          this.report(new SseClientError('ERR_LISTENER', `a listener for ${type} threw: ${(error as Error)?.message ?? String(error)}`, { cause: error }));
+          this.report(
+            new SseClientError('ERR_LISTENER', `a listener for ${type} threw: ${(error as Error)?.message ?? String(error)}`, {
+              cause: error,
+            }),
+          );
         }
       }
     }
@@ -522,7 +548,9 @@ export class SseClient<M extends EventMapBase = EventMapBase> implements AsyncIt
   }
 
   private staleError(): SseClientError {
-    return new SseClientError('ERR_STALE', `no data for ${this.heartbeatTimeoutMs} ms: the connection is stale; reconnecting`, { willRetry: true });
+    return new SseClientError('ERR_STALE', `no data for ${this.heartbeatTimeoutMs} ms: the connection is stale; reconnecting`, {
+      willRetry: true,
+    });
   }
 
   private sleep(ms: number): Promise<void> {
@@ -545,7 +573,9 @@ export class SseClient<M extends EventMapBase = EventMapBase> implements AsyncIt
       try {
         listener(status, error);
       } catch (thrown) {
-        this.report(new SseClientError('ERR_LISTENER', `a status listener threw: ${(thrown as Error)?.message ?? String(thrown)}`, { cause: thrown }));
+        this.report(
+          new SseClientError('ERR_LISTENER', `a status listener threw: ${(thrown as Error)?.message ?? String(thrown)}`, { cause: thrown }),
+        );
       }
     }
   }
@@ -641,7 +671,7 @@ async function readAtMost(body: ReadableStream<Uint8Array>, max: number): Promis
 function retryAfterMs(value: string | null): number {
   if (!value) return 0;
   const ms = /^\s*\d+\s*$/.test(value) ? Number(value) * 1000 : Date.parse(value) - Date.now();
-  return ms > 0 ? ms : 0;
+  return Math.max(ms, 0);
 }
 
 /**
@@ -666,7 +696,8 @@ function withoutQueryParameter(url: string, name: string): string {
 }
 
 function nonNegative(value: number, name: string): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) throw new TypeError(`${name} must be a non-negative finite number, got ${String(value)}`);
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0)
+    throw new TypeError(`${name} must be a non-negative finite number, got ${String(value)}`);
   return value;
 }
 

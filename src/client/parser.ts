@@ -47,7 +47,7 @@ export class EventStreamParser {
     let start = this.afterCR && text.charCodeAt(0) === 10 ? 1 : 0;
     this.afterCR = false;
     this.lineEnd.lastIndex = start;
-    for (let match; (match = this.lineEnd.exec(text)); ) {
+    for (let match: RegExpExecArray | null; (match = this.lineEnd.exec(text)); ) {
       const line = this.pending + text.slice(start, match.index);
       this.pending = '';
       start = this.lineEnd.lastIndex;

@@ -59,11 +59,9 @@ export function serializeData(data: unknown): string {
   try {
     json = JSON.stringify(data);
   } catch (error) {
-    throw new SseFormatError(
-      'ERR_SSE_DATA_UNSERIALIZABLE',
-      `event data cannot be serialised to JSON: ${(error as Error).message}`,
-      { cause: error },
-    );
+    throw new SseFormatError('ERR_SSE_DATA_UNSERIALIZABLE', `event data cannot be serialised to JSON: ${(error as Error).message}`, {
+      cause: error,
+    });
   }
   if (json === undefined) {
     throw new SseFormatError(
@@ -112,10 +110,7 @@ export function assertEventId(id: unknown): asserts id is string {
     throw new SseFormatError('ERR_SSE_FIELD_TYPE', `id must be a string, got ${typeof id}`);
   }
   if (HAS_CR_OR_LF.test(id)) {
-    throw new SseFormatError(
-      'ERR_SSE_ID_NEWLINE',
-      `id ${JSON.stringify(id)} contains CR or LF, which would inject fields into the stream`,
-    );
+    throw new SseFormatError('ERR_SSE_ID_NEWLINE', `id ${JSON.stringify(id)} contains CR or LF, which would inject fields into the stream`);
   }
   if (id.includes('\0')) {
     throw new SseFormatError('ERR_SSE_ID_NUL', `id ${JSON.stringify(id)} contains NUL, which makes browsers ignore it`);
@@ -153,10 +148,7 @@ export function formatEvent(message: SseMessage): string {
 
 function retryValue(retry: unknown): string {
   if (typeof retry !== 'number' || !Number.isSafeInteger(retry) || retry < 0) {
-    throw new SseFormatError(
-      'ERR_SSE_RETRY',
-      `retry must be a non-negative integer number of milliseconds, got ${String(retry)}`,
-    );
+    throw new SseFormatError('ERR_SSE_RETRY', `retry must be a non-negative integer number of milliseconds, got ${String(retry)}`);
   }
   return String(retry);
 }

@@ -164,7 +164,9 @@ export class Hub<M extends EventMapBase = EventMapBase> implements SubscriptionO
 
   constructor(options: HubOptions<M>) {
     if (!options || typeof options.backend?.open !== 'function') {
-      throw new TypeError('Hub needs { backend }: a MemoryBackend, a RedisBackend or your own (EventManager wires a MemoryBackend for you)');
+      throw new TypeError(
+        'Hub needs { backend }: a MemoryBackend, a RedisBackend or your own (EventManager wires a MemoryBackend for you)',
+      );
     }
     this.schemas = checkSchemas(options.schemas);
     this.allowUnvalidatedTypes = options.allowUnvalidatedTypes === true;
@@ -227,7 +229,11 @@ export class Hub<M extends EventMapBase = EventMapBase> implements SubscriptionO
       stored = await this.backend.append({ stream, type, data, timestamp: new Date().toISOString(), body });
     } catch (error) {
       if (error instanceof SsecastError) throw error;
-      throw new SsecastError('ERR_BACKEND', `the backend could not store the ${type} event on ${JSON.stringify(stream)}: ${(error as Error)?.message ?? String(error)}`, { cause: error });
+      throw new SsecastError(
+        'ERR_BACKEND',
+        `the backend could not store the ${type} event on ${JSON.stringify(stream)}: ${(error as Error)?.message ?? String(error)}`,
+        { cause: error },
+      );
     } finally {
       if (--this.appending === 0) this.appendsSettled?.();
     }
@@ -253,7 +259,8 @@ export class Hub<M extends EventMapBase = EventMapBase> implements SubscriptionO
       streams,
       types: options.types ? new Set(options.types) : null,
       maxQueue: nonNegativeInt(options.maxQueue ?? this.options.maxQueue, 'maxQueue'),
-      maxLoadingBytes: options.maxLoadingBytes === undefined || !options.onEvent ? undefined : nonNegativeInt(options.maxLoadingBytes, 'maxLoadingBytes'),
+      maxLoadingBytes:
+        options.maxLoadingBytes === undefined || !options.onEvent ? undefined : nonNegativeInt(options.maxLoadingBytes, 'maxLoadingBytes'),
       onEvent: options.onEvent,
       onClose: options.onClose,
       onLive: options.onLive,
@@ -383,7 +390,12 @@ export class Hub<M extends EventMapBase = EventMapBase> implements SubscriptionO
     this.counters.delivered += delivered;
   }
 
-  private async loadHistory(subscription: Subscription<M>, lastEventId: string | undefined, replay: number, since: string | undefined): Promise<void> {
+  private async loadHistory(
+    subscription: Subscription<M>,
+    lastEventId: string | undefined,
+    replay: number,
+    since: string | undefined,
+  ): Promise<void> {
     try {
       await this.opened;
       const resuming = lastEventId !== undefined && lastEventId !== '';

@@ -18,7 +18,9 @@ export interface StandardSchemaProps<Input = unknown, Output = Input> {
   readonly types?: { readonly input: Input; readonly output: Output } | undefined;
 }
 
-export type StandardResult<Output> = { readonly value: Output; readonly issues?: undefined } | { readonly issues: readonly StandardIssue[] };
+export type StandardResult<Output> =
+  | { readonly value: Output; readonly issues?: undefined }
+  | { readonly issues: readonly StandardIssue[] };
 
 export interface StandardIssue {
   readonly message: string;
@@ -58,13 +60,16 @@ export class EventValidationError extends TypeError {
 /** Checks the `schemas` option once, at construction: a typo must not surface at the first publish. */
 export function checkSchemas(schemas: unknown): ReadonlyMap<string, StandardSchemaV1> | undefined {
   if (schemas === undefined) return undefined;
-  if (typeof schemas !== 'object' || schemas === null) throw new TypeError('schemas must be an object mapping event types to Standard Schema validators');
+  if (typeof schemas !== 'object' || schemas === null)
+    throw new TypeError('schemas must be an object mapping event types to Standard Schema validators');
   const map = new Map<string, StandardSchemaV1>();
   for (const [type, schema] of Object.entries(schemas)) {
     if (schema === undefined) continue;
     const props = (schema as Partial<StandardSchemaV1> | null)?.['~standard'];
-    if (!props || props.version !== 1 || typeof props.validate !== 'function') {
-      throw new TypeError(`schemas.${type} is not a Standard Schema v1 validator (zod 3.24+, valibot 1, arktype 2 …): it has no '~standard' with version 1 and validate()`);
+    if (props?.version !== 1 || typeof props.validate !== 'function') {
+      throw new TypeError(
+        `schemas.${type} is not a Standard Schema v1 validator (zod 3.24+, valibot 1, arktype 2 …): it has no '~standard' with version 1 and validate()`,
+      );
     }
     map.set(type, schema as StandardSchemaV1);
   }

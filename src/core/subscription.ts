@@ -148,7 +148,9 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
     if (this.closeReason) return false;
     if (this.loading) {
       const full =
-        this.maxLoadingBytes === undefined ? this.loading.length >= this.maxQueue : (this.loadingBytes += event.bytes) > this.maxLoadingBytes;
+        this.maxLoadingBytes === undefined
+          ? this.loading.length >= this.maxQueue
+          : (this.loadingBytes += event.bytes) > this.maxLoadingBytes;
       if (full) {
         this.close('slow_consumer');
         return false;

@@ -31,7 +31,8 @@ export function gzipSettings(option: CompressOption | undefined): Required<Compr
 }
 
 function check(value: number, min: number, max: number, name: string): void {
-  if (!Number.isInteger(value) || value < min || value > max) throw new TypeError(`${name} must be an integer from ${min} to ${max}, got ${value}`);
+  if (!Number.isInteger(value) || value < min || value > max)
+    throw new TypeError(`${name} must be an integer from ${min} to ${max}, got ${value}`);
 }
 
 /**

@@ -198,9 +198,11 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
   }
 
   async admit(req: Req, view: RequestView): Promise<Rejection | Admission | Gone> {
-    if (view.method !== 'GET') return reject(405, `${String(view.method).slice(0, 32)} is not allowed; open the stream with GET`, { allow: 'GET' });
+    if (view.method !== 'GET')
+      return reject(405, `${String(view.method).slice(0, 32)} is not allowed; open the stream with GET`, { allow: 'GET' });
     if (this.hub.closed) return reject(503, 'the event hub is shutting down', { 'retry-after': '5' });
-    if (this.open >= this.maxConnections) return reject(503, 'too many open streams on this server; try again shortly', { 'retry-after': '10' });
+    if (this.open >= this.maxConnections)
+      return reject(503, 'too many open streams on this server; try again shortly', { 'retry-after': '10' });
     // Over the total budget: the connections that are behind go first; only when none can, a new
     // stream (which would only add to it) is refused.
     if (!this.budget.shed()) return reject(503, 'the server is holding too much unsent data; try again shortly', { 'retry-after': '10' });
@@ -229,7 +231,8 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
         expiresAt = expiryOf(principal);
       } else {
         client = this.options.clientKey ? this.options.clientKey(req) : view.remoteAddress;
-        if (client !== undefined && typeof client !== 'string') throw new TypeError(`clientKey must return a string or undefined, got ${typeof client}`);
+        if (client !== undefined && typeof client !== 'string')
+          throw new TypeError(`clientKey must return a string or undefined, got ${typeof client}`);
       }
     } catch (error) {
       this.report(error, req);
@@ -237,7 +240,8 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
     }
     // Hooks may have taken a while: the cap is checked again before a slot is taken.
     if (this.hub.closed) return reject(503, 'the event hub is shutting down', { 'retry-after': '5' });
-    if (this.open >= this.maxConnections) return reject(503, 'too many open streams on this server; try again shortly', { 'retry-after': '10' });
+    if (this.open >= this.maxConnections)
+      return reject(503, 'too many open streams on this server; try again shortly', { 'retry-after': '10' });
 
     if (expiresAt !== undefined && expiresAt <= Date.now()) return reject(401, 'the credentials have expired; sign in again');
     const streams = checkStreams(requested, this.maxStreams);
@@ -247,7 +251,11 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
     let key: string | undefined;
     if (principal) {
       const forbidden = firstForbidden(streams, principal.streams);
-      if (forbidden !== undefined) return reject(403, forbidden === '*' ? 'not allowed to read every stream' : `not allowed to read stream ${JSON.stringify(forbidden)}`);
+      if (forbidden !== undefined)
+        return reject(
+          403,
+          forbidden === '*' ? 'not allowed to read every stream' : `not allowed to read stream ${JSON.stringify(forbidden)}`,
+        );
       const open = this.perPrincipal.get(principal.id) ?? 0;
       if (open >= this.maxPerPrincipal) {
         return reject(429, `at most ${this.maxPerPrincipal} open streams per user; close one first`, { 'retry-after': '5' });
@@ -326,7 +334,9 @@ function checkPrincipal(principal: Principal): void {
   if (typeof principal.id !== 'string' || principal.id === '') throw new TypeError('principal.id must be a non-empty string');
   const { streams } = principal;
   if (streams !== '*' && !(Array.isArray(streams) && streams.every((stream) => typeof stream === 'string'))) {
-    throw new TypeError(`principal.streams must be '*' or an array of stream names, got ${typeof streams === 'string' ? JSON.stringify(streams) : typeof streams}`);
+    throw new TypeError(
+      `principal.streams must be '*' or an array of stream names, got ${typeof streams === 'string' ? JSON.stringify(streams) : typeof streams}`,
+    );
   }
 }
 
@@ -335,7 +345,8 @@ function expiryOf(principal: Principal): number | undefined {
   if (expiresAt === undefined) return undefined;
   const time = expiresAt instanceof Date ? expiresAt.getTime() : expiresAt;
   // A bad value is a bug in authorize(): reported, and the request gets a 500 rather than a stream that never expires.
-  if (typeof time !== 'number' || Number.isNaN(time)) throw new TypeError(`principal.expiresAt must be a Date or epoch milliseconds, got ${String(expiresAt)}`);
+  if (typeof time !== 'number' || Number.isNaN(time))
+    throw new TypeError(`principal.expiresAt must be a Date or epoch milliseconds, got ${String(expiresAt)}`);
   return time;
 }
 
@@ -344,7 +355,8 @@ function retryRange(option: number | RetryRange): RetryRange {
     const ms = nonNegativeInt(option, 'retryMs');
     return { min: ms, max: ms };
   }
-  if (typeof option !== 'object' || option === null) throw new TypeError(`retryMs must be a number of milliseconds or { min, max }, got ${String(option)}`);
+  if (typeof option !== 'object' || option === null)
+    throw new TypeError(`retryMs must be a number of milliseconds or { min, max }, got ${String(option)}`);
   const min = nonNegativeInt(option.min, 'retryMs.min');
   const max = nonNegativeInt(option.max, 'retryMs.max');
   if (min > max) throw new TypeError(`retryMs.min (${min}) must not exceed retryMs.max (${max})`);

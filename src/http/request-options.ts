@@ -36,7 +36,8 @@ export function parseRequestOptions(url: URL, header: (name: string) => string |
   if (typeValues.length > 0) {
     types = [...new Set(typeValues.flatMap((value) => value.split(',')).map((type) => type.trim()))];
     if (types.some((type) => type === '')) return reject(400, 'types must be a comma-separated list of event types, with no empty entry');
-    if (types.length > MAX_TYPES_PER_CONNECTION) return reject(400, `at most ${MAX_TYPES_PER_CONNECTION} types per connection, got ${types.length}`);
+    if (types.length > MAX_TYPES_PER_CONNECTION)
+      return reject(400, `at most ${MAX_TYPES_PER_CONNECTION} types per connection, got ${types.length}`);
     if (types.some((type) => type.length > MAX_TYPE_LENGTH || /[\r\n\0]/.test(type))) {
       return reject(400, `event types must be at most ${MAX_TYPE_LENGTH} characters, without CR, LF or NUL`);
     }

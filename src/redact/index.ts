@@ -82,7 +82,8 @@ const RULES: readonly Rule[] = [
   // first part ends where the earlier one's does, so it fails if the earlier one failed
   // (`eyJ-eyJ-…` was scanned to the end of the run from every dash).
   {
-    pattern: /\beyJ(?<!\beyJ[A-Za-z0-9_-]*?-eyJ)[A-Za-z0-9_-]{8}[A-Za-z0-9_-]*\.eyJ[A-Za-z0-9_-]{8}[A-Za-z0-9_-]*\.[A-Za-z0-9_-]{8}[A-Za-z0-9_-]*/g,
+    pattern:
+      /\beyJ(?<!\beyJ[A-Za-z0-9_-]*?-eyJ)[A-Za-z0-9_-]{8}[A-Za-z0-9_-]*\.eyJ[A-Za-z0-9_-]{8}[A-Za-z0-9_-]*\.[A-Za-z0-9_-]{8}[A-Za-z0-9_-]*/g,
     replace: REDACTED,
   },
   // key=value / key: value where the key names a secret (env dumps, config echoes).

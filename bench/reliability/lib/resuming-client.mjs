@@ -87,7 +87,16 @@ export class ResumingClient {
     if (this.stopped) return;
     const base = this.urls[this.urlIndex % this.urls.length];
     /** @type {ConnectionRecord} */
-    const connection = { url: base, at: this.now(), openedAt: undefined, endedAt: undefined, lastEventId: this.lastEventId, status: undefined, error: undefined, retry: undefined };
+    const connection = {
+      url: base,
+      at: this.now(),
+      openedAt: undefined,
+      endedAt: undefined,
+      lastEventId: this.lastEventId,
+      status: undefined,
+      error: undefined,
+      retry: undefined,
+    };
     this.record.connections.push(connection);
     const headers = { accept: 'text/event-stream' };
     if (this.lastEventId !== undefined) headers['last-event-id'] = this.lastEventId;

@@ -1,5 +1,14 @@
 import { utf8Length } from '../../core/encoder.js';
-import { bySeq, frameFor, type Backend, type BackendContext, type EventDraft, type ReadQuery, type ReadResult, type StoredEvent } from '../../core/backend.js';
+import {
+  bySeq,
+  frameFor,
+  type Backend,
+  type BackendContext,
+  type EventDraft,
+  type ReadQuery,
+  type ReadResult,
+  type StoredEvent,
+} from '../../core/backend.js';
 import { formatEventId, isValidEpoch, newEpoch } from '../../core/ids.js';
 import { EXPIRED, ReplayBuffer, type ReplayBufferOptions } from './replay-buffer.js';
 
@@ -57,8 +66,7 @@ export class MemoryBackend implements Backend {
       return found.complete ? { events: found.events, position } : { events: found.events, resync: 'expired', position };
     }
     if (after) {
-      const resync =
-        after.epoch !== this.epoch ? 'foreign' : after.seq > this.seq ? 'unknown' : undefined;
+      const resync = after.epoch !== this.epoch ? 'foreign' : after.seq > this.seq ? 'unknown' : undefined;
       if (!resync) {
         const events = readAfter(buffer, streams, after.seq);
         if (events !== EXPIRED) return { events, position };

@@ -162,10 +162,7 @@ export class ReplayBuffer {
     this.moveToBack(stream, history);
     history.push(event);
     this.totalBytes += event.bytes;
-    while (
-      history.length > 1 &&
-      (history.length > this.maxEventsPerStream || history.bytes > this.maxBytesPerStream)
-    ) {
+    while (history.length > 1 && (history.length > this.maxEventsPerStream || history.bytes > this.maxBytesPerStream)) {
       this.totalBytes -= (history.shift() as StoredEvent).bytes;
     }
     this.sweep(now);
@@ -296,4 +293,3 @@ export class ReplayBuffer {
     this.evictions++;
   }
 }
-

@@ -14,7 +14,15 @@ function decodeData(kind: string | undefined, text: string | undefined): unknown
   return kind === 's' ? text : JSON.parse(text as string);
 }
 
-export function storedEvent(epoch: string, seq: number, stream: string, type: string, timestamp: string, data: unknown, body: string): StoredEvent {
+export function storedEvent(
+  epoch: string,
+  seq: number,
+  stream: string,
+  type: string,
+  timestamp: string,
+  data: unknown,
+  body: string,
+): StoredEvent {
   const id = formatEventId(epoch, seq);
   const frame = frameFor(id, body);
   return { seq, event: { id, stream, type, data, timestamp }, frame, bytes: utf8Length(frame) };

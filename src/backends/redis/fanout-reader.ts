@@ -87,7 +87,8 @@ export class FanoutReader {
   private async readPosition(): Promise<void> {
     const results = await this.connection.multi().hmget(this.metaKey, 'epoch', 'seq').xrevrange(this.key, '+', '-', 'COUNT', 1).exec();
     const [metaResult, tailResult] = results ?? [];
-    if (!metaResult || !tailResult || metaResult[0] || tailResult[0]) throw metaResult?.[0] ?? tailResult?.[0] ?? new Error('reading the fan-out position failed');
+    if (!metaResult || !tailResult || metaResult[0] || tailResult[0])
+      throw metaResult?.[0] ?? tailResult?.[0] ?? new Error('reading the fan-out position failed');
     const [epoch, seq] = metaResult[1] as [string | null, string | null];
     const tail = tailResult[1] as RawEntry[];
     this.position = { epoch, seq: Number(seq ?? 0) };

@@ -1,5 +1,13 @@
 import type { Redis, RedisOptions } from 'ioredis';
-import { bySeq, type Backend, type BackendContext, type EventDraft, type ReadQuery, type ReadResult, type StoredEvent } from '../../core/backend.js';
+import {
+  bySeq,
+  type Backend,
+  type BackendContext,
+  type EventDraft,
+  type ReadQuery,
+  type ReadResult,
+  type StoredEvent,
+} from '../../core/backend.js';
 import { newEpoch, type EventCursor } from '../../core/ids.js';
 import type { ResyncReason } from '../../core/types.js';
 import { positiveInt } from '../../core/validate.js';
@@ -163,7 +171,10 @@ export class RedisBackend implements Backend {
       if (position) this.see(position.epoch, position.seq);
     });
     this.reader.start();
-    this.sweepTimer = setInterval(() => void this.sweep().catch((error) => this.noteError(error)), Math.min(this.streamIdleTtlMs / 2, 30_000));
+    this.sweepTimer = setInterval(
+      () => void this.sweep().catch((error) => this.noteError(error)),
+      Math.min(this.streamIdleTtlMs / 2, 30_000),
+    );
     this.sweepTimer.unref?.();
   }
 
@@ -176,10 +187,23 @@ export class RedisBackend implements Backend {
       // draft.timestamp is this instance's clock and is not sent: the event's time is Redis's
       // (see lua.ts), so `since` reads do not depend on how far apart the instances' clocks are.
       reply = await commands.ssecastAppend(
-        k.meta, k.fanout, k.index, k.trim, k.history + draft.stream,
-        k.history, newEpoch(), this.known.epoch ?? '', this.known.seq,
-        draft.stream, draft.type, kind, text, draft.body,
-        this.historySize, this.fanoutSize, this.maxStreams,
+        k.meta,
+        k.fanout,
+        k.index,
+        k.trim,
+        k.history + draft.stream,
+        k.history,
+        newEpoch(),
+        this.known.epoch ?? '',
+        this.known.seq,
+        draft.stream,
+        draft.type,
+        kind,
+        text,
+        draft.body,
+        this.historySize,
+        this.fanoutSize,
+        this.maxStreams,
       );
     } catch (error) {
       throw this.failure(error, 'the event may or may not have been stored');
@@ -249,7 +273,16 @@ export class RedisBackend implements Backend {
     const followed = [...(this.context?.subscribedStreams() ?? [])];
     // Batches keep each script short; Redis runs nothing else while one runs.
     for (let i = 0; i === 0 || i < followed.length; i += 1000) {
-      dropped += await commands.ssecastSweep(k.meta, k.fanout, k.index, k.trim, k.history, this.streamIdleTtlMs, SWEEP_LIMIT, ...followed.slice(i, i + 1000));
+      dropped += await commands.ssecastSweep(
+        k.meta,
+        k.fanout,
+        k.index,
+        k.trim,
+        k.history,
+        this.streamIdleTtlMs,
+        SWEEP_LIMIT,
+        ...followed.slice(i, i + 1000),
+      );
     }
     this.counters.redisSweptStreams += dropped;
     return dropped;
@@ -272,7 +305,18 @@ export class RedisBackend implements Backend {
     const historyKeys = names.map((stream) => k.history + stream);
     let reply: ReadReply;
     try {
-      reply = await commands.ssecastRead(4 + names.length, k.meta, k.fanout, k.index, k.trim, ...historyKeys, mode, position, count, ...names);
+      reply = await commands.ssecastRead(
+        4 + names.length,
+        k.meta,
+        k.fanout,
+        k.index,
+        k.trim,
+        ...historyKeys,
+        mode,
+        position,
+        count,
+        ...names,
+      );
     } catch (error) {
       throw this.failure(error, 'nothing was read');
     }
@@ -285,7 +329,11 @@ export class RedisBackend implements Backend {
       // Complete when the scan stopped at its boundary, or reached the epoch's first event.
       const complete =
         reached ||
-        (mode === 'after' ? (oldest ? oldest.seq === (position as number) + 1 : Number(seqText) === position) : !oldest || oldest.seq === 1);
+        (mode === 'after'
+          ? oldest
+            ? oldest.seq === (position as number) + 1
+            : Number(seqText) === position
+          : !oldest || oldest.seq === 1);
       return [reply, mode === 'after' && !complete ? 'expired' : events, complete];
     }
     const evictedThrough = Number(evictedThroughText);
@@ -295,7 +343,7 @@ export class RedisBackend implements Backend {
       const [trim, exists, entries] = reply[4 + i] as HistoryReply;
       const stream = names[i] as string;
       const bar = trim.indexOf('|');
-      const trimmedThrough = exists ? Number(trim.slice(0, bar > 0 ? bar : 0) || 0) : evictedThrough;
+      const trimmedThrough = exists ? Number(trim.slice(0, Math.max(bar, 0)) || 0) : evictedThrough;
       const trimmedAt = exists ? trim.slice(bar + 1) : evictedAt;
       if (mode === 'after' && trimmedThrough > (position as number)) return [reply, 'expired', false];
       if (mode === 'since' && trimmedAt >= (position as string)) complete = false;
@@ -329,7 +377,9 @@ export class RedisBackend implements Backend {
 
   private unreachable(action: string): Error {
     const cause = this.lastError instanceof Error ? `: ${this.lastError.message}` : '';
-    return new Error(`Redis is unreachable (connection ${this.commands?.status ?? 'closed'}${cause}); could not ${action}`, { cause: this.lastError });
+    return new Error(`Redis is unreachable (connection ${this.commands?.status ?? 'closed'}${cause}); could not ${action}`, {
+      cause: this.lastError,
+    });
   }
 
   private failure(error: unknown, outcome: string): Error {
