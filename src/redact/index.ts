@@ -39,7 +39,7 @@ interface Rule {
 // matches, but V8 runs `X{n,}` with a backtrack entry per character, and on a
 // long match replaced through a function it became some 40 times slower.
 //
-// test/redact-redos.test.ts times redactSecrets on adversarial inputs against a
+// test/redact/redact-redos.test.ts times redactSecrets on adversarial inputs against a
 // linear pass, and checks that it redacts exactly what the original patterns did.
 const RULES: readonly Rule[] = [
   // PEM private keys, possibly spanning lines. `[A-Z ]*` gives back only its own run, which
