@@ -1,4 +1,5 @@
-// The README's quick start, runnable: `npm run example`.
+// The README's quick start grown into a small server: a publish endpoint, answers for bad input and a
+// clean shutdown. `npm run example:quickstart` builds and runs it.
 import http from 'node:http';
 import { EventManager } from 'ssecast';
 import { createSseHandler } from 'ssecast/node';
@@ -39,7 +40,6 @@ server.listen(port, host, () => {
   console.log(`ssecast quickstart on http://${host}:${port}`);
   console.log(`  stream:  curl -N 'http://${host}:${port}/events?stream=demo'`);
   console.log(`  publish: curl -X POST 'http://${host}:${port}/publish?stream=demo' -d '{"hello":"world"}'`);
-  console.log('  (the Agent Work example app replaces this demo in a later release)');
 });
 
 process.on('SIGINT', async () => {

@@ -3,10 +3,9 @@ import type { SseTransport } from './connection.js';
 
 /**
  * zlib settings for a compressed stream. The defaults trade a little ratio
- * for memory, which matters at thousands of connections: on the command-output
- * workload of `bench/compression.mjs`, zlib's own defaults (windowBits 15,
- * memLevel 8) save 90.9 % for about 205 KiB per connection, these 89.5 % for
- * about 100 KiB.
+ * for memory, which matters at thousands of connections: a smaller window and
+ * memLevel than zlib's own (15 and 8) keep about half the state per
+ * connection for a ratio a point or two lower (figures: docs/adapters.md, Compression).
  */
 export interface CompressOptions {
   /** @defaultValue 6 */

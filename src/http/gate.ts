@@ -85,10 +85,10 @@ export interface SseHandlerOptions<Req> {
   /**
    * Gzip the stream when the client's `Accept-Encoding` allows it, flushing
    * after every write so that no event waits in the compressor. Worth it for
-   * verbose payloads: it saved 89 % of the bytes of command output in
-   * `bench/compression.mjs`, for about 100 KiB of zlib state per connection
-   * and twice the CPU per delivered event (each connection compresses its own
-   * copy). `true` uses the {@link CompressOptions} defaults.
+   * verbose payloads such as command output; it costs zlib state per
+   * connection and CPU per delivered event, since each connection compresses
+   * its own copy (figures: docs/adapters.md, Compression). `true` uses the
+   * {@link CompressOptions} defaults.
    * @defaultValue false
    */
   compress?: CompressOption;
