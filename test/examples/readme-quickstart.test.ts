@@ -1,9 +1,8 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net, { type AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { cleanupAfterEach, openStream } from '../support/helpers.js';
+import { cleanupAfterEach, freePort, openStream } from '../support/helpers.js';
 
 const cleanups = cleanupAfterEach();
 const README = fileURLToPath(new URL('../../README.md', import.meta.url));
@@ -15,14 +14,6 @@ function quickStart(): string {
   const block = /```js\n([\s\S]*?)```/.exec(section)?.[1];
   if (!block) throw new Error('no js block under the Quick start heading of README.md');
   return block;
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 describe("the README's quick start, copied as it is", () => {

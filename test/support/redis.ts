@@ -6,11 +6,13 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
-import net, { type AddressInfo } from 'node:net';
+
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach } from 'vitest';
+import { freePort } from './helpers.js';
 import { EventManager, type EventManagerOptions } from '../../src/index.js';
 import { RedisBackend, type RedisBackendOptions } from '../../src/backends/redis/index.js';
 
@@ -30,14 +32,6 @@ export function ping(port: number, host = '127.0.0.1', timeoutMs = 500): Promise
 }
 
 export const hasRedisServerBinary = spawnSync('redis-server', ['--version']).status === 0;
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 // Servers started here, stopped after the file's tests, and on exit whatever happens:
 // a test's redis-server must never outlive the test run.
