@@ -35,7 +35,16 @@ async function publish(req, res, query) {
 
 const port = Number(process.env.PORT ?? 8000);
 const host = process.env.HOST ?? '127.0.0.1';
+// A port in use is a one-line answer, not a stack.
+const onListenError = (error) => {
+  console.error(
+    error.code === 'EADDRINUSE' ? `Port ${port} on ${host} is already in use: stop the other server, or set PORT.` : String(error),
+  );
+  process.exit(1);
+};
+server.once('error', onListenError);
 server.listen(port, host, () => {
+  server.off('error', onListenError);
   const port = server.address().port; // the real one when PORT=0
   console.log(`ssecast quickstart on http://${host}:${port}`);
   console.log(`  stream:  curl -N 'http://${host}:${port}/events?stream=demo'`);

@@ -1,6 +1,6 @@
 /** Codes of {@link SseClientError}. */
 export type SseClientErrorCode =
-  /** The server answered with a status other than 200 (`status`, `serverMessage`); retried for 5xx, 408, 425, 429, and a 401 once if `onUnauthorized` asks. */
+  /** The server answered with a status other than 200 (`status`, `serverMessage`); retried for 500, 502, 503, 504, 408, 425, 429, and a 401 once if `onUnauthorized` asks. */
   | 'ERR_HTTP_STATUS'
   /** The request failed or the stream broke (retried). */
   | 'ERR_NETWORK'

@@ -191,14 +191,10 @@ function nodeTransport(res: NodeResponse, http2: boolean): SseTransport & { writ
     get bufferedBytes() {
       return writable.writableLength ?? 0;
     },
-    end: () => {
-      res.end();
-      if (http2) return;
-      // The connection closes once the end is flushed, instead of idling for keepAliveTimeout
-      // (the headers said keep-alive) and holding server.close() open after a shutdown.
-      const socket = (res as ServerResponse).socket;
-      res.once('finish', () => socket?.end());
-    },
+    // The connection stays open for keep-alive after the end, as the headers promised: closing it
+    // made clients that reuse it (undici) fail their next request. server.close() closes it once
+    // it is idle.
+    end: () => res.end(),
     abort: () => teardown(res, http2),
   };
 }

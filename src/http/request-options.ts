@@ -61,7 +61,7 @@ export function checkStreams(requested: unknown, maxStreams: number): readonly s
   if (requested === '*') return '*';
   if (!Array.isArray(requested)) return reject(400, "streams must be a list of stream names or '*'");
   const unique = [...new Set(requested)];
-  if (unique.length === 0) return reject(400, 'no stream requested; add ?stream=<name>');
+  if (unique.length === 0) return reject(400, 'no stream requested; add ?stream=<name> (or return some from the streams hook)');
   if (unique.length > maxStreams) return reject(400, `at most ${maxStreams} streams per connection, got ${unique.length}`);
   if (!unique.every(isValidStreamName)) return reject(400, `stream names must be 1 to ${MAX_STREAM_NAME_LENGTH} characters`);
   return unique as string[];
