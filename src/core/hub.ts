@@ -3,6 +3,7 @@ import { assertEventName, dataLines, serializeData, utf8Length } from './encoder
 import { SsecastError } from './errors.js';
 import { FlushScheduler } from './flush-scheduler.js';
 import { HeartbeatScheduler } from './heartbeat.js';
+import { reportFailure } from './report.js';
 import { formatEventId, MAX_EVENT_ID_LENGTH, parseEventId } from './ids.js';
 import { Subscription, type CloseReason, type Delivery, type SubscriptionOwner } from './subscription.js';
 import type { EventMapBase, PublishedEvent, ResyncData, ResyncEvent, ResyncReason } from './types.js';
@@ -345,12 +346,8 @@ export class Hub<M extends EventMapBase = EventMapBase> implements SubscriptionO
 
   private report(error: unknown, context: HubErrorContext): void {
     this.counters.hookErrors++;
-    try {
-      if (this.onError) this.onError(error, context);
-      else console.error(`[ssecast] ${context.source} failed:`, error);
-    } catch (secondary) {
-      console.error('[ssecast] onError threw while reporting:', secondary, 'original:', error);
-    }
+    const onError = this.onError;
+    reportFailure(onError && ((failure) => onError(failure, context)), `${context.source} failed`, error);
   }
 
   private validate(stream: string, type: string, data: unknown): unknown {

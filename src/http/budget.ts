@@ -1,3 +1,6 @@
+/** Over the total budget, connections with at least this much unsent (and a full transport) are the ones cut off. */
+export const BEHIND_BYTES = 64 * 1024;
+
 /** A connection's share of an {@link UnsentBudget}. */
 export interface BudgetHolder {
   /** Bytes this holder counts in the budget now. */
@@ -29,11 +32,15 @@ export class UnsentBudget {
     return this.total > this.max;
   }
 
-  /** Records a holder's change of share. */
+  /**
+   * Records a holder's change of share. Only holders with `BEHIND_BYTES` or more can be shed, so
+   * only they are tracked: a connection that keeps up (a few KiB queued, then flushed) costs the
+   * per-event path no Set update.
+   */
   update(holder: BudgetHolder, previous: number, now: number): void {
     this.total += now - previous;
-    if (now > 0) this.holders.add(holder);
-    else this.holders.delete(holder);
+    if (now >= BEHIND_BYTES) this.holders.add(holder);
+    else if (previous >= BEHIND_BYTES) this.holders.delete(holder);
   }
 
   /**

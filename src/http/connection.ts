@@ -3,8 +3,9 @@ import type { Hub } from '../core/hub.js';
 import type { HeartbeatScheduler, HeartbeatTarget } from '../core/heartbeat.js';
 import type { CloseReason, Delivery, Subscription } from '../core/subscription.js';
 import type { FlushScheduler } from '../core/flush-scheduler.js';
+import { reportFailure } from '../core/report.js';
 import type { EventMapBase } from '../core/types.js';
-import type { BudgetHolder, UnsentBudget } from './budget.js';
+import { BEHIND_BYTES, type BudgetHolder, type UnsentBudget } from './budget.js';
 
 /**
  * What a framework's response becomes: the only surface the writer needs.
@@ -56,8 +57,6 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 // A clean end waits this long for the client to take what was queued, then tears down:
 // a client that stopped reading must not hold server.close() (or zlib's memory) open.
 const END_GRACE_MS = 5000;
-// Over the handler's total budget, connections with at least this much unsent are the ones cut off.
-const BEHIND_BYTES = 64 * 1024;
 // Past this many queued bytes a connection is flushed at once instead of at
 // the end of the tick: a publisher in a tight loop must not grow the queue
 // towards the slow-consumer bound while the socket is ready to take it.
@@ -94,6 +93,13 @@ class FrameBatch {
 }
 
 const utf8 = new TextEncoder();
+
+/** The frames of `deliveries[from, to)` as one string. */
+function framesOf(deliveries: readonly Delivery[], from: number, to: number): string {
+  let text = '';
+  for (let i = from; i < to; i++) text += (deliveries[i] as Delivery).frame;
+  return text;
+}
 
 /**
  * The one writer every adapter uses: sends `retry:` first, subscribes,
@@ -255,16 +261,18 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
       const start = this.backlogAt;
       while (this.backlogAt < backlog.length && bytes < EAGER_FLUSH_BYTES) bytes += (backlog[this.backlogAt++] as Delivery).bytes;
       this.backlogBytes -= bytes;
-      let text = '';
-      for (let i = start; i < this.backlogAt; i++) text += (backlog[i] as Delivery).frame;
-      this.writeNow(text);
+      this.writeNow(framesOf(backlog, start, this.backlogAt));
       this.account();
       if (this.blocked || this.finished || this.transportGone) return false;
     }
+    this.dropBacklog();
+    return true;
+  }
+
+  private dropBacklog(): void {
     this.backlog = undefined;
     this.backlogAt = 0;
     this.backlogBytes = 0;
-    return true;
   }
 
   private enqueue(delivery: Delivery): void {
@@ -272,7 +280,7 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
     if (this.replaying) return this.enqueueHistory(delivery);
     this.queue(delivery.frame);
     const pendingBytes = (this.pendingBytes += delivery.bytes);
-    if (!this.replaying && pendingBytes + this.bufferedAtWrite > this.maxUnsentBytes) {
+    if (pendingBytes + this.bufferedAtWrite > this.maxUnsentBytes) {
       // The count from the last write may be stale (node:http corks a response until the next
       // tick, so right after a write it holds the whole chunk): read it again before judging.
       this.bufferedAtWrite = this.readBuffered();
@@ -389,12 +397,7 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
   }
 
   private report(error: unknown): void {
-    try {
-      if (this.options.onError) this.options.onError(error);
-      else console.error('[ssecast] stream transport failed:', error);
-    } catch (secondary) {
-      console.error('[ssecast] onError threw while reporting:', secondary, 'original:', error);
-    }
+    reportFailure(this.options.onError, 'stream transport failed', error);
   }
 
   private safely(action: () => void): void {
@@ -417,14 +420,12 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
     let history = '';
     let deliverQueued = true;
     if (this.backlog) {
-      if (this.backlogBytes + this.pendingBytes <= this.maxUnsentBytes) {
-        for (let i = this.backlogAt; i < this.backlog.length; i++) history += (this.backlog[i] as Delivery).frame;
-      } else deliverQueued = false;
+      if (this.backlogBytes + this.pendingBytes <= this.maxUnsentBytes)
+        history = framesOf(this.backlog, this.backlogAt, this.backlog.length);
+      else deliverQueued = false;
     }
     const unsent = this.taken > 0 && deliverQueued ? (this.batch as FrameBatch).chunk(this.taken) : undefined;
-    this.backlog = undefined;
-    this.backlogAt = 0;
-    this.backlogBytes = 0;
+    this.dropBacklog();
     this.batch = undefined;
     this.taken = 0;
     this.pendingBytes = 0;

@@ -1,5 +1,6 @@
 import type { Hub } from '../core/hub.js';
 import type { EventMapBase } from '../core/types.js';
+import { reportFailure } from '../core/report.js';
 import { nonNegativeInt, positiveInt } from '../core/validate.js';
 import { UnsentBudget } from './budget.js';
 import type { ConnectionOptions } from './connection.js';
@@ -58,11 +59,13 @@ export interface SseHandlerOptions<Req> {
   /** Open anonymous connections per `clientKey`; one more gets 429. `Infinity` lifts it. @defaultValue 100 */
   maxConnectionsPerClient?: number;
   /**
-   * Unsent bytes of every connection of this handler together. Past it, a
-   * connection that is behind (64 KiB or more unsent) is cut off as a slow
-   * consumer when its next event arrives, so a crowd of slow readers cannot
-   * grow the process's memory without bound even when each stays under
-   * `maxUnsentBytes`.
+   * Unsent bytes of every connection of this handler together (queued live
+   * events, and what a full transport buffers; history not written yet is
+   * not counted). Past it, the connections that are behind (a full transport
+   * and 64 KiB or more unsent) are cut off as slow consumers, largest first,
+   * when an event arrives or a request comes; a new request gets 503 only
+   * when none can be. A crowd of slow readers cannot grow the process's
+   * memory without bound even when each stays under `maxUnsentBytes`.
    * @defaultValue 268435456 (256 MiB)
    */
   maxTotalUnsentBytes?: number;
@@ -178,11 +181,6 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
     }
   }
 
-  /** Open connections of this handler. */
-  get connections(): number {
-    return this.open;
-  }
-
   /** Open connections counted against principals (for tests and metrics). */
   get principalConnections(): number {
     let total = 0;
@@ -190,19 +188,11 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
     return total;
   }
 
-  /** Open anonymous connections counted against client keys (for tests and metrics). */
-  get clientConnections(): number {
-    let total = 0;
-    for (const count of this.perClient.values()) total += count;
-    return total;
-  }
-
   async admit(req: Req, view: RequestView): Promise<Rejection | Admission | Gone> {
     if (view.method !== 'GET')
       return reject(405, `${String(view.method).slice(0, 32)} is not allowed; open the stream with GET`, { allow: 'GET' });
-    if (this.hub.closed) return reject(503, 'the event hub is shutting down', { 'retry-after': '5' });
-    if (this.open >= this.maxConnections)
-      return reject(503, 'too many open streams on this server; try again shortly', { 'retry-after': '10' });
+    const unavailable = this.unavailable();
+    if (unavailable) return unavailable;
     // Over the total budget: the connections that are behind go first; only when none can, a new
     // stream (which would only add to it) is refused.
     if (!this.budget.shed()) return reject(503, 'the server is holding too much unsent data; try again shortly', { 'retry-after': '10' });
@@ -238,10 +228,9 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
       this.report(error, req);
       return reject(500, 'the stream could not be opened');
     }
-    // Hooks may have taken a while: the cap is checked again before a slot is taken.
-    if (this.hub.closed) return reject(503, 'the event hub is shutting down', { 'retry-after': '5' });
-    if (this.open >= this.maxConnections)
-      return reject(503, 'too many open streams on this server; try again shortly', { 'retry-after': '10' });
+    // Hooks may have taken a while: the hub and the cap are checked again before a slot is taken.
+    const unavailableNow = this.unavailable();
+    if (unavailableNow) return unavailableNow;
 
     if (expiresAt !== undefined && expiresAt <= Date.now()) return reject(401, 'the credentials have expired; sign in again');
     const streams = checkStreams(requested, this.maxStreams);
@@ -301,14 +290,18 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
     };
   }
 
+  /** The 503 for a hub that is closing or a handler at `maxConnections`, or undefined. */
+  private unavailable(): Rejection | undefined {
+    if (this.hub.closed) return reject(503, 'the event hub is shutting down', { 'retry-after': '5' });
+    if (this.open >= this.maxConnections)
+      return reject(503, 'too many open streams on this server; try again shortly', { 'retry-after': '10' });
+    return undefined;
+  }
+
   /** Reports an error through `onError`, which must not itself take the server down. */
   report(error: unknown, req: Req): void {
-    try {
-      if (this.options.onError) this.options.onError(error, req);
-      else console.error('[ssecast] hook failed:', error);
-    } catch (secondary) {
-      console.error('[ssecast] onError threw while reporting:', secondary, 'original:', error);
-    }
+    const onError = this.options.onError;
+    reportFailure(onError && ((failure) => onError(failure, req)), 'hook failed', error);
   }
 }
 
