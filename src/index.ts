@@ -4,11 +4,13 @@
 export { EventManager, type EventManagerOptions, type HistorySettings } from './event-manager.js';
 export {
   Hub,
+  MAX_KEY_LENGTH,
   MAX_STREAM_NAME_LENGTH,
   type HubErrorContext,
   type HubOptions,
   type HubSettings,
   type HubStats,
+  type PublishOptions,
   type SubscribeOptions,
 } from './core/hub.js';
 export { Subscription, type CloseReason, type Delivery } from './core/subscription.js';

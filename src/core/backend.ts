@@ -22,6 +22,8 @@ export interface EventDraft {
   timestamp: string;
   /** `event:` and `data:` lines; the backend adds the `id:` line once it has a number. */
   body: string;
+  /** The event supersedes earlier events of its stream with this key (see `PublishOptions.key`). */
+  key?: string | undefined;
 }
 
 export interface ReadQuery {

@@ -24,6 +24,14 @@ export interface HubOptions<M extends EventMapBase = any> {
   replay?: number;
   /** Idle time after which a connection gets a `:heartbeat` comment. @defaultValue 30000 */
   heartbeatMs?: number;
+  /**
+   * Send heartbeats as an event of this type (empty data, no `id:`, so they
+   * never move a client's Last-Event-ID) instead of a `:heartbeat` comment,
+   * which a browser's `EventSource` never shows a page. Adapters take it as
+   * their default; their own `heartbeatEvent` option overrides it.
+   * @defaultValue undefined (a comment)
+   */
+  heartbeatEvent?: string | undefined;
   /** Events an iterating subscriber (or one whose history is loading) may fall behind before it is cut off. @defaultValue 1000 */
   maxQueue?: number;
   /**
@@ -61,6 +69,7 @@ export interface HubOptions<M extends EventMapBase = any> {
 export interface HubSettings {
   replay: number;
   heartbeatMs: number;
+  heartbeatEvent: string | undefined;
   maxQueue: number;
   maxEventBytes: number;
 }
@@ -69,6 +78,23 @@ export interface HubSettings {
 export interface HubErrorContext {
   source: 'onEvent' | 'onClose' | 'onLive' | 'backend.read' | 'backend.close' | 'flush';
 }
+
+export interface PublishOptions {
+  /**
+   * Makes the event state: it supersedes every earlier event of the same
+   * stream with the same key. Besides the stream's recent history, the
+   * backend keeps the latest event of every key (bounded by
+   * `maxKeysPerStream`), so a late joiner gets the current state however
+   * long ago it was published, and a resume whose position was trimmed away
+   * is brought up to date from it when every event it missed was keyed and
+   * superseded (docs/resume.md, "Keyed events"). 1 to 256 characters.
+   * @defaultValue none: the event is part of the stream's history only
+   */
+  key?: string | undefined;
+}
+
+/** Longest key accepted by `publish`. */
+export const MAX_KEY_LENGTH = 256;
 
 export interface SubscribeOptions<M extends EventMapBase = EventMapBase> {
   /** Streams to follow, or `'*'` for every stream. */
@@ -174,6 +200,7 @@ export class Hub<M extends EventMapBase = EventMapBase> implements SubscriptionO
     this.options = {
       replay: nonNegativeInt(options.replay ?? 10, 'replay'),
       heartbeatMs: nonNegativeInt(options.heartbeatMs ?? 30_000, 'heartbeatMs'),
+      heartbeatEvent: checkHeartbeatEvent(options.heartbeatEvent),
       maxQueue: nonNegativeInt(options.maxQueue ?? 1000, 'maxQueue'),
       maxEventBytes: positiveInt(options.maxEventBytes ?? 64 * 1024, 'maxEventBytes'),
     };
@@ -206,9 +233,16 @@ export class Hub<M extends EventMapBase = EventMapBase> implements SubscriptionO
    * for a payload its schema rejects; with `SsecastError` when the hub is
    * closed or the backend fails. A rejected event is neither stored nor sent.
    */
-  async publish<K extends keyof M & string>(stream: string, type: K, data: M[K]): Promise<PublishedEvent<M[K], K>> {
+  async publish<K extends keyof M & string>(
+    stream: string,
+    type: K,
+    data: M[K],
+    options?: PublishOptions,
+  ): Promise<PublishedEvent<M[K], K>> {
     if (this.isClosed) throw new SsecastError('ERR_HUB_CLOSED', 'publish() on a closed EventManager');
     assertStreamName(stream);
+    const key = options?.key;
+    if (key !== undefined) assertKey(key);
     assertEventName(type);
     if (type === '' || type === 'resync') {
       throw new TypeError(`event type ${JSON.stringify(type)} is ${type ? 'reserved for resume control events' : 'empty'}`);
@@ -227,7 +261,7 @@ export class Hub<M extends EventMapBase = EventMapBase> implements SubscriptionO
     let stored: StoredEvent;
     this.appending++;
     try {
-      stored = await this.backend.append({ stream, type, data, timestamp: new Date().toISOString(), body });
+      stored = await this.backend.append({ stream, type, data, timestamp: new Date().toISOString(), body, key });
     } catch (error) {
       if (error instanceof SsecastError) throw error;
       throw new SsecastError(
@@ -460,6 +494,24 @@ function normaliseStreams(streams: readonly string[] | '*'): ReadonlySet<string>
 /** The one rule for stream names, shared by `publish`, `subscribe` and the adapters' 400. */
 export function isValidStreamName(stream: unknown): stream is string {
   return typeof stream === 'string' && stream.length > 0 && stream.length <= MAX_STREAM_NAME_LENGTH;
+}
+
+function assertKey(key: unknown): asserts key is string {
+  if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_LENGTH) {
+    throw new TypeError(
+      `key must be a non-empty string of at most ${MAX_KEY_LENGTH} characters, got ${typeof key === 'string' ? `${key.length} characters` : typeof key}`,
+    );
+  }
+}
+
+function checkHeartbeatEvent(type: unknown): string | undefined {
+  if (type === undefined) return undefined;
+  if (typeof type !== 'string' || type === '' || type === 'resync' || type === 'message' || /[\r\n\0]/.test(type) || type.length > 256) {
+    throw new TypeError(
+      `heartbeatEvent must be an event type of 1 to 256 characters without CR, LF or NUL, other than "message" and "resync"; got ${JSON.stringify(String(type).slice(0, 64))}`,
+    );
+  }
+  return type;
 }
 
 function assertStreamName(stream: unknown): asserts stream is string {

@@ -9,6 +9,8 @@ export interface PublishedEvent<T = unknown, K extends string = string> {
   data: T;
   /** ISO 8601, set at publish. */
   timestamp: string;
+  /** The key it was published with: it supersedes earlier events of its stream with the same key. Not sent on the wire. */
+  key?: string;
 }
 
 /** Why a resuming subscriber could not get an exact continuation. */
