@@ -16,6 +16,12 @@ export interface EventManagerOptions<M extends EventMapBase = any> extends Omit<
   historyBytes?: number;
   /** Bytes kept across all streams (memory backend). @defaultValue 67108864 (64 MiB) */
   historyTotalBytes?: number;
+  /**
+   * Keys whose latest event is kept per stream (memory backend): the state a
+   * late joiner gets however far back it was published. Past it the least
+   * recently updated key goes. @defaultValue 1000
+   */
+  maxKeysPerStream?: number;
   /** Streams whose history is kept; least recently used ones without subscribers go first (memory backend). @defaultValue 10000 */
   maxStreams?: number;
   /** History of a stream untouched for this long is dropped (memory backend). @defaultValue 3600000 (1 h) */
@@ -27,6 +33,7 @@ export interface HistorySettings {
   historySize: number;
   historyBytes: number;
   historyTotalBytes: number;
+  maxKeysPerStream: number;
   maxStreams: number;
   streamIdleTtlMs: number;
 }
@@ -50,6 +57,7 @@ export class EventManager<M extends EventMapBase = EventMapBase> extends Hub<M> 
       historySize: options.historySize ?? 100,
       historyBytes: options.historyBytes ?? 256 * 1024,
       historyTotalBytes: options.historyTotalBytes ?? 64 * 1024 * 1024,
+      maxKeysPerStream: options.maxKeysPerStream ?? 1000,
       maxStreams: options.maxStreams ?? 10_000,
       streamIdleTtlMs: options.streamIdleTtlMs ?? 60 * 60 * 1000,
     };
@@ -70,6 +78,7 @@ export class EventManager<M extends EventMapBase = EventMapBase> extends Hub<M> 
         maxEventsPerStream: history.historySize,
         maxBytesPerStream: history.historyBytes,
         maxTotalBytes: history.historyTotalBytes,
+        maxKeysPerStream: history.maxKeysPerStream,
         maxStreams: history.maxStreams,
         idleTtlMs: history.streamIdleTtlMs,
       });

@@ -654,10 +654,10 @@ describe('MemoryBackend', () => {
 
   it('reports its retained history in stats', async () => {
     const { b } = await open();
-    expect(b.stats()).toEqual({ retainedStreams: 0, retainedEvents: 0, retainedBytes: 0, evictedStreams: 0 });
+    expect(b.stats()).toEqual({ retainedStreams: 0, retainedEvents: 0, retainedBytes: 0, retainedKeys: 0, evictedStreams: 0, evictedKeys: 0 });
     await b.append(draft('a'));
     await b.append(draft('b'));
-    expect(b.stats()).toEqual({ retainedStreams: 2, retainedEvents: 2, retainedBytes: 56, evictedStreams: 0 });
+    expect(b.stats()).toEqual({ retainedStreams: 2, retainedEvents: 2, retainedBytes: 56, retainedKeys: 0, evictedStreams: 0, evictedKeys: 0 });
     await b.close();
     expect(b.stats()).toMatchObject({ retainedStreams: 0, retainedEvents: 0, retainedBytes: 0 });
   });

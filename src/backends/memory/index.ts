@@ -46,7 +46,10 @@ export class MemoryBackend implements Backend {
     const frame = frameFor(id, draft.body);
     const stored: StoredEvent = {
       seq,
-      event: { id, stream: draft.stream, type: draft.type, data: draft.data, timestamp: draft.timestamp },
+      event:
+        draft.key === undefined
+          ? { id, stream: draft.stream, type: draft.type, data: draft.data, timestamp: draft.timestamp }
+          : { id, stream: draft.stream, type: draft.type, data: draft.data, timestamp: draft.timestamp, key: draft.key },
       frame,
       bytes: utf8Length(frame),
     };
@@ -81,7 +84,9 @@ export class MemoryBackend implements Backend {
       retainedStreams: this.buffer.streamCount,
       retainedEvents: this.buffer.eventCount,
       retainedBytes: this.buffer.bytes,
+      retainedKeys: this.buffer.keyCount,
       evictedStreams: this.buffer.evictions,
+      evictedKeys: this.buffer.evictedKeys,
     };
   }
 

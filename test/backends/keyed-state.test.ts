@@ -1,0 +1,158 @@
+/**
+ * The keyed-event contract, checked on both backends through the Backend
+ * interface the hub uses: random publishes (keyed and not, on two streams)
+ * against a model that keeps every event, then reads as a fresh subscriber
+ * and as a resume from every position.
+ *
+ *  - A fresh read is the last `recent` events of each stream plus the latest
+ *    event of every key, in sequence order, once each.
+ *  - A resume from A is exact (every later event) while the tail holds A.
+ *  - When the tail was trimmed past A but every lost event was keyed and
+ *    superseded, the resume is the tail after A plus the latest event of
+ *    every key updated after A: no resync. An unkeyed loss means resync.
+ *  - Nothing older than A, nothing twice, nothing out of order, every
+ *    unkeyed event after A, and the latest value of every key touched after A.
+ */
+import fc from 'fast-check';
+import { afterEach, describe, expect, it } from 'vitest';
+import { MemoryBackend } from '../../src/backends/memory/index.js';
+import type { Backend, BackendContext, StoredEvent } from '../../src/core/backend.js';
+import { BACKENDS, redisBackend } from '../support/redis.js';
+
+interface Published {
+  seq: number;
+  stream: string;
+  key: string | undefined;
+  n: number;
+}
+
+const context: BackendContext = {
+  deliver: () => {},
+  hasSubscribers: () => false,
+  wants: () => false,
+  subscribedStreams: () => [],
+  interrupt: () => {},
+};
+
+const opened: Backend[] = [];
+afterEach(async () => {
+  for (const backend of opened.splice(0)) await backend.close();
+});
+
+type Factory = (bounds: { historySize: number; maxKeysPerStream: number }) => Promise<Backend>;
+
+const FACTORIES: { name: string; make: Factory; runs: number }[] = [
+  {
+    name: 'memory',
+    runs: 300,
+    make: async ({ historySize, maxKeysPerStream }) => new MemoryBackend({ maxEventsPerStream: historySize, maxKeysPerStream }),
+  },
+  ...(BACKENDS.some((backend) => backend.name === 'redis')
+    ? [
+        {
+          name: 'redis',
+          runs: 40,
+          make: (async ({ historySize, maxKeysPerStream }) => redisBackend({ historySize }, { maxKeysPerStream })) as Factory,
+        },
+      ]
+    : []),
+];
+
+async function open(make: Factory, bounds: { historySize: number; maxKeysPerStream: number }): Promise<Backend> {
+  const backend = await make(bounds);
+  await backend.open(context);
+  opened.push(backend);
+  return backend;
+}
+
+async function publish(backend: Backend, stream: string, n: number, key?: string): Promise<StoredEvent> {
+  const body = `event: tick\ndata: ${JSON.stringify({ n })}\n`;
+  return backend.append({ stream, type: 'tick', data: { n }, timestamp: new Date().toISOString(), body, key });
+}
+
+const ops = fc.array(
+  fc.record({ stream: fc.constantFrom('a', 'b'), key: fc.option(fc.constantFrom('k1', 'k2', 'k3', 'k4'), { nil: undefined, freq: 2 }) }),
+  { minLength: 1, maxLength: 30 },
+);
+
+describe.each(FACTORIES)('keyed state on $name', ({ make, runs }) => {
+  it('fresh reads and resumes from every position keep the contract (property)', async () => {
+    await fc.assert(
+      fc.asyncProperty(ops, fc.integer({ min: 1, max: 6 }), fc.integer({ min: 0, max: 4 }), async (sequence, historySize, recent) => {
+        const backend = await open(make, { historySize, maxKeysPerStream: 100 });
+        const log: Published[] = [];
+        for (const [n, op] of sequence.entries()) {
+          const stored = await publish(backend, op.stream, n, op.key);
+          expect(stored.event.key).toBe(op.key);
+          log.push({ seq: stored.seq, stream: op.stream, key: op.key, n });
+        }
+        const streams = ['a', 'b'];
+        const tailOf = (stream: string) => log.filter((e) => e.stream === stream).slice(-historySize);
+        const latest = new Map<string, Published>();
+        for (const e of log) if (e.key) latest.set(`${e.stream}\n${e.key}`, e);
+
+        // Fresh: the last `recent` of each stream's tail, and every key's latest.
+        const fresh = await backend.read({ streams, after: null, recent });
+        const expected = new Set<Published>([...latest.values()]);
+        if (recent > 0) for (const stream of streams) for (const e of tailOf(stream).slice(-recent)) expected.add(e);
+        expect(fresh.resync).toBeUndefined();
+        expect(fresh.events.map((e) => e.seq)).toEqual([...expected].map((e) => e.seq).sort((x, y) => x - y));
+
+        const epoch = (fresh.position as { epoch: string }).epoch;
+        for (const from of [0, ...log.map((e) => e.seq)]) {
+          const result = await backend.read({ streams, after: { epoch, seq: from }, recent });
+          const later = log.filter((e) => e.seq > from);
+          const lost = later.filter((e) => !tailOf(e.stream).includes(e));
+          // Lost keyed events are superseded by construction (the latest of a key is always kept: maxKeys is large).
+          const mustResync = lost.some((e) => e.key === undefined);
+          if (mustResync) {
+            expect(result.resync, `resume from ${from}`).toBe('expired');
+            continue;
+          }
+          expect(result.resync, `resume from ${from}`).toBeUndefined();
+          const got = result.events.map((e) => e.seq);
+          const want = later.filter((e) => tailOf(e.stream).includes(e) || latest.get(`${e.stream}\n${e.key}`) === e).map((e) => e.seq);
+          expect(got, `resume from ${from}`).toEqual(want);
+          if (lost.length === 0) expect(got).toEqual(later.map((e) => e.seq));
+        }
+      }),
+      { numRuns: runs },
+    );
+  });
+
+  it('drops the least recently updated key past maxKeysPerStream, and a resume across it resyncs', async () => {
+    const backend = await open(make, { historySize: 2, maxKeysPerStream: 2 });
+    const k1 = await publish(backend, 'a', 0, 'k1');
+    const k2 = await publish(backend, 'a', 1, 'k2');
+    await publish(backend, 'a', 2, 'k1'); // k1 is now the most recently updated
+    const k3 = await publish(backend, 'a', 3, 'k3'); // k2 goes
+    await publish(backend, 'a', 4);
+    await publish(backend, 'a', 5);
+    const fresh = await backend.read({ streams: ['a'], after: null, recent: 0 });
+    expect(fresh.events.map((e) => [e.event.key, (e.event.data as { n: number }).n])).toEqual([
+      ['k1', 2],
+      ['k3', 3],
+    ]);
+    const epoch = k1.event.id.split('.')[0] as string;
+    // A resume from before k2's event cannot get its latest value any more.
+    expect((await backend.read({ streams: ['a'], after: { epoch, seq: k1.seq }, recent: 0 })).resync).toBe('expired');
+    // From after it, every lost event is superseded: k3 comes from the state, 4 and 5 from the tail.
+    const resumed = await backend.read({ streams: ['a'], after: { epoch, seq: k2.seq }, recent: 0 });
+    expect(resumed.resync).toBeUndefined();
+    expect(resumed.events.map((e) => (e.event.data as { n: number }).n)).toEqual([2, 3, 4, 5]);
+    expect(resumed.events.map((e) => e.seq)).toContain(k3.seq);
+    const stats = backend.stats();
+    if ('evictedKeys' in stats) expect(stats).toMatchObject({ evictedKeys: 1, retainedKeys: 2 });
+  });
+
+  it('reads every stream (*) with the keyed state of each', async () => {
+    const backend = await open(make, { historySize: 1, maxKeysPerStream: 10 });
+    await publish(backend, 'a', 0, 'status');
+    await publish(backend, 'b', 1, 'status');
+    await publish(backend, 'a', 2);
+    await publish(backend, 'b', 3);
+    await publish(backend, 'a', 4);
+    const fresh = await backend.read({ streams: '*', after: null, recent: 1 });
+    expect(fresh.events.map((e) => (e.event.data as { n: number }).n)).toEqual([0, 1, 4]);
+  });
+});
