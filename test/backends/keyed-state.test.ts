@@ -51,7 +51,7 @@ const FACTORIES: { name: string; make: Factory; runs: number }[] = [
     ? [
         {
           name: 'redis',
-          runs: 40,
+          runs: 100,
           make: (async ({ historySize, maxKeysPerStream }) => redisBackend({ historySize }, { maxKeysPerStream })) as Factory,
         },
       ]

@@ -159,6 +159,7 @@ export function redisBackend(hubOptions: EventManagerOptions = {}, extra: Partia
     prefix: uniquePrefix(),
     ...(hubOptions.historySize !== undefined ? { historySize: hubOptions.historySize } : {}),
     ...(hubOptions.maxStreams !== undefined ? { maxStreams: hubOptions.maxStreams } : {}),
+    ...(hubOptions.maxKeysPerStream !== undefined ? { maxKeysPerStream: hubOptions.maxKeysPerStream } : {}),
     ...(hubOptions.streamIdleTtlMs !== undefined ? { streamIdleTtlMs: hubOptions.streamIdleTtlMs } : {}),
     ...extra,
   });

@@ -11,9 +11,9 @@ import {
 import { newEpoch, type EventCursor } from '../../core/ids.js';
 import type { ResyncReason } from '../../core/types.js';
 import { positiveInt } from '../../core/validate.js';
-import { encodeData, fromFanout, fromHistory, parseFanout, storedEvent, type RawEntry } from './entries.js';
+import { encodeData, fromFanout, fromHistory, fromState, parseFanout, storedEvent, type RawEntry } from './entries.js';
 import { FanoutReader, type Position } from './fanout-reader.js';
-import { APPEND, ENSURE_EPOCH, READ, SWEEP } from './lua.js';
+import { APPEND, ENSURE_EPOCH, READ, READ_ALL, SWEEP } from './lua.js';
 
 export interface RedisBackendOptions {
   /**
@@ -24,8 +24,14 @@ export interface RedisBackendOptions {
   redis: Redis;
   /** Prefix of every key. Hubs with different prefixes share nothing. @defaultValue 'ssecast' */
   prefix?: string;
-  /** Events kept per stream for replay and resume. @defaultValue 100 */
+  /** Events kept per stream for replay and resume (the stream's tail). @defaultValue 100 */
   historySize?: number;
+  /**
+   * Keys whose latest event is kept per stream (see `publish`'s `key`), on
+   * top of the tail. Past it the least recently updated key goes, and a
+   * resume from before its latest event resyncs. @defaultValue 1000
+   */
+  maxKeysPerStream?: number;
   /**
    * Entries kept in the shared fan-out stream (approximately: trimmed with `~`).
    * An instance cut off from Redis for longer than this many events takes
@@ -42,13 +48,14 @@ export interface RedisBackendOptions {
 }
 
 interface Scripts {
-  ssecastAppend(...args: (string | number)[]): Promise<[epoch: string, seq: number, timestamp: string]>;
+  ssecastAppend(...args: (string | number)[]): Promise<[epoch: string, seq: number, timestamp: string, evictedKeys: number]>;
   ssecastRead(...args: (string | number)[]): Promise<ReadReply>;
+  ssecastReadAll(...args: (string | number)[]): Promise<ReadReply>;
   ssecastSweep(...args: (string | number)[]): Promise<number>;
   ssecastEnsureEpoch(...args: (string | number)[]): Promise<string>;
 }
 
-type HistoryReply = [trim: string, exists: number, entries: RawEntry[]];
+type HistoryReply = [trim: string, exists: number, entries: RawEntry[], state: (string | null)[]];
 type ReadReply = [epoch: string, seq: string, evictedThrough: string, evictedAt: string, ...rest: unknown[]];
 
 const BLOCK_MS = 5000;
@@ -77,13 +84,23 @@ const SWEEP_LIMIT = 500;
 export class RedisBackend implements Backend {
   readonly prefix: string;
   readonly historySize: number;
+  readonly maxKeysPerStream: number;
   readonly fanoutSize: number;
   readonly maxStreams: number;
   readonly streamIdleTtlMs: number;
   readonly commandTimeoutMs: number;
   private readonly source: Redis;
   private readonly connectionTag: string;
-  private readonly keys: { meta: string; fanout: string; index: string; trim: string; history: string };
+  private readonly keys: {
+    base: string;
+    meta: string;
+    fanout: string;
+    index: string;
+    trim: string;
+    history: string;
+    state: string;
+    stateIndex: string;
+  };
   private commands: (Redis & Scripts) | undefined;
   private reader: FanoutReader | undefined;
   private readerConnection: Redis | undefined;
@@ -98,7 +115,7 @@ export class RedisBackend implements Backend {
   private everReady = false;
   private commandsReady: Promise<unknown> = Promise.resolve();
   private lastError: unknown;
-  private counters = { redisInterruptions: 0, redisErrors: 0, redisSweptStreams: 0 };
+  private counters = { redisInterruptions: 0, redisErrors: 0, redisSweptStreams: 0, redisEvictedKeys: 0 };
 
   constructor(options: RedisBackendOptions) {
     if (!options || typeof options.redis?.duplicate !== 'function') {
@@ -110,6 +127,7 @@ export class RedisBackend implements Backend {
       throw new TypeError(`prefix must be 1 to 64 characters without braces, got ${JSON.stringify(this.prefix)}`);
     }
     this.historySize = positiveInt(options.historySize ?? 100, 'historySize');
+    this.maxKeysPerStream = positiveInt(options.maxKeysPerStream ?? 1000, 'maxKeysPerStream');
     this.fanoutSize = positiveInt(options.fanoutSize ?? 10_000, 'fanoutSize');
     this.maxStreams = positiveInt(options.maxStreams ?? 10_000, 'maxStreams');
     this.streamIdleTtlMs = positiveInt(options.streamIdleTtlMs ?? 60 * 60 * 1000, 'streamIdleTtlMs');
@@ -118,7 +136,16 @@ export class RedisBackend implements Backend {
     const tag = `{${this.prefix}}`;
     // CLIENT LIST shows which hub a connection belongs to; Redis refuses spaces and newlines in a name.
     this.connectionTag = this.prefix.replace(/[^\w.:-]/g, '_');
-    this.keys = { meta: `${tag}:meta`, fanout: `${tag}:fanout`, index: `${tag}:index`, trim: `${tag}:trim`, history: `${tag}:s:` };
+    this.keys = {
+      base: `${tag}:`,
+      meta: `${tag}:meta`,
+      fanout: `${tag}:fanout`,
+      index: `${tag}:index`,
+      trim: `${tag}:trim`,
+      history: `${tag}:s:`,
+      state: `${tag}:k:`,
+      stateIndex: `${tag}:z:`,
+    };
   }
 
   async open(context: BackendContext): Promise<void> {
@@ -134,9 +161,10 @@ export class RedisBackend implements Backend {
       maxRetriesPerRequest: 0,
       commandTimeout: this.commandTimeoutMs,
     }) as Redis & Scripts;
-    commands.defineCommand('ssecastAppend', { numberOfKeys: 5, lua: APPEND });
-    // Its key count varies (one history key per stream read), so each call passes it first.
+    commands.defineCommand('ssecastAppend', { numberOfKeys: 7, lua: APPEND });
+    // Its key count varies (three keys per stream read), so each call passes it first.
     commands.defineCommand('ssecastRead', { lua: READ });
+    commands.defineCommand('ssecastReadAll', { numberOfKeys: 4, lua: READ_ALL });
     commands.defineCommand('ssecastSweep', { numberOfKeys: 4, lua: SWEEP });
     commands.defineCommand('ssecastEnsureEpoch', { numberOfKeys: 4, lua: ENSURE_EPOCH });
     commands.on('error', (error) => this.noteError(error));
@@ -182,7 +210,7 @@ export class RedisBackend implements Backend {
     const commands = await this.ready('store the event');
     const [kind, text] = encodeData(draft.data);
     const k = this.keys;
-    let reply: [string, number, string];
+    let reply: [string, number, string, number];
     try {
       // draft.timestamp is this instance's clock and is not sent: the event's time is Redis's
       // (see lua.ts), so `since` reads do not depend on how far apart the instances' clocks are.
@@ -192,7 +220,9 @@ export class RedisBackend implements Backend {
         k.index,
         k.trim,
         k.history + draft.stream,
-        k.history,
+        k.state + draft.stream,
+        k.stateIndex + draft.stream,
+        k.base,
         newEpoch(),
         this.known.epoch ?? '',
         this.known.seq,
@@ -204,14 +234,17 @@ export class RedisBackend implements Backend {
         this.historySize,
         this.fanoutSize,
         this.maxStreams,
+        draft.key ?? '',
+        this.maxKeysPerStream,
       );
     } catch (error) {
       throw this.failure(error, 'the event may or may not have been stored');
     }
-    const [epoch, seq, timestamp] = reply;
+    const [epoch, seq, timestamp, evictedKeys] = reply;
     this.see(epoch, Number(seq));
     this.appended = { epoch, seq: Number(seq) };
-    return storedEvent(epoch, Number(seq), draft.stream, draft.type, timestamp, draft.data, draft.body);
+    this.counters.redisEvictedKeys += evictedKeys;
+    return storedEvent(epoch, Number(seq), draft.stream, draft.type, timestamp, draft.data, draft.body, draft.key);
   }
 
   async read(query: ReadQuery): Promise<ReadResult> {
@@ -278,7 +311,7 @@ export class RedisBackend implements Backend {
         k.fanout,
         k.index,
         k.trim,
-        k.history,
+        k.base,
         this.streamIdleTtlMs,
         SWEEP_LIMIT,
         ...followed.slice(i, i + 1000),
@@ -301,22 +334,23 @@ export class RedisBackend implements Backend {
   ): Promise<[ReadReply, StoredEvent[] | 'expired', boolean]> {
     const commands = await this.ready('read history');
     const k = this.keys;
-    const names = streams === '*' ? [] : streams;
-    const historyKeys = names.map((stream) => k.history + stream);
     let reply: ReadReply;
     try {
-      reply = await commands.ssecastRead(
-        4 + names.length,
-        k.meta,
-        k.fanout,
-        k.index,
-        k.trim,
-        ...historyKeys,
-        mode,
-        position,
-        count,
-        ...names,
-      );
+      reply =
+        streams === '*'
+          ? await commands.ssecastReadAll(k.meta, k.fanout, k.index, k.trim, mode, position, count, k.base)
+          : await commands.ssecastRead(
+              4 + streams.length * 3,
+              k.meta,
+              k.fanout,
+              k.index,
+              k.trim,
+              ...streams.flatMap((stream) => [k.history + stream, k.state + stream, k.stateIndex + stream]),
+              mode,
+              position,
+              count,
+              ...streams,
+            );
     } catch (error) {
       throw this.failure(error, 'nothing was read');
     }
@@ -334,21 +368,37 @@ export class RedisBackend implements Backend {
             ? oldest.seq === (position as number) + 1
             : Number(seqText) === position
           : !oldest || oldest.seq === 1);
-      return [reply, mode === 'after' && !complete ? 'expired' : events, complete];
+      if (mode === 'after') return [reply, complete ? events : 'expired', complete];
+      // Every stream's keyed state, less what the fan-out entries already hold.
+      const state = reply[6] as string[];
+      const held = new Set(events.map((event) => event.seq));
+      for (let i = 0; i < state.length; i += 2) {
+        const event = fromState(epoch, state[i] as string, state[i + 1] as string);
+        if (!held.has(event.seq) && (mode !== 'since' || event.event.timestamp >= (position as string))) events.push(event);
+      }
+      return [reply, events.length > held.size ? events.sort(bySeq) : events, complete];
     }
     const evictedThrough = Number(evictedThroughText);
     const perStream: StoredEvent[][] = [];
     let complete = true;
-    for (let i = 0; i < names.length; i++) {
-      const [trim, exists, entries] = reply[4 + i] as HistoryReply;
-      const stream = names[i] as string;
+    for (let i = 0; i < streams.length; i++) {
+      const [trim, exists, entries, state] = reply[4 + i] as HistoryReply;
+      const stream = streams[i] as string;
       const bar = trim.indexOf('|');
-      const trimmedThrough = exists ? Number(trim.slice(0, Math.max(bar, 0)) || 0) : evictedThrough;
-      const trimmedAt = exists ? trim.slice(bar + 1) : evictedAt;
-      if (mode === 'after' && trimmedThrough > (position as number)) return [reply, 'expired', false];
-      if (mode === 'since' && trimmedAt >= (position as string)) complete = false;
+      const gapThrough = exists ? Number(trim.slice(0, Math.max(bar, 0)) || 0) : evictedThrough;
+      const gapAt = exists ? trim.slice(bar + 1) : evictedAt;
+      if (mode === 'after' && gapThrough > (position as number)) return [reply, 'expired', false];
+      if (mode === 'since' && gapAt >= (position as string)) complete = false;
       const events = entries.map((entry) => fromHistory(epoch, stream, entry));
-      perStream.push(mode === 'after' ? events : events.reverse());
+      if (mode !== 'after') events.reverse();
+      // The keyed events older than the entries, in sequence order (a key the script found gone is null).
+      const older: StoredEvent[] = [];
+      for (const packed of state) {
+        if (packed === null) continue;
+        const event = fromState(epoch, stream, packed);
+        if (mode !== 'since' || event.event.timestamp >= (position as string)) older.push(event);
+      }
+      perStream.push(older.length > 0 ? older.concat(events) : events);
     }
     const events = perStream.length === 1 ? (perStream[0] as StoredEvent[]) : perStream.flat().sort(bySeq);
     return [reply, events, complete];
@@ -402,7 +452,7 @@ export class RedisBackend implements Backend {
       // Numbers this instance has seen are being handed out again: start a new epoch.
       const k = this.keys;
       void this.commands
-        ?.ssecastEnsureEpoch(k.meta, k.fanout, k.index, k.trim, k.history, newEpoch(), this.known.epoch, this.known.seq)
+        ?.ssecastEnsureEpoch(k.meta, k.fanout, k.index, k.trim, k.base, newEpoch(), this.known.epoch, this.known.seq)
         .catch((error) => this.noteError(error));
     }
   }

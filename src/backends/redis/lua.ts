@@ -7,11 +7,22 @@
  *   fanout  stream  every event of every stream, in sequence order, `*` ids
  *   index   zset    stream name -> last publish or read (server time, ms)
  *   trim    hash    stream name -> "<seq>|<timestamp>" of the newest event it lost
- *   s:<name> stream the stream's history, entry id `<seq>-0`
+ *                   without cover (an unkeyed event trimmed, or a key dropped)
+ *   s:<name> stream the stream's history (its tail), entry id `<seq>-0`
+ *   k:<name> hash   the stream's keyed state: key -> its latest event, packed
+ *                   as a JSON array of strings [seq, ts, t, k, d, b, y]
+ *   z:<name> zset   key -> seq of its latest event (oldest first: least recently updated)
  *
  * Entry fields are written in a fixed order and read by position:
- *   history: ts, t (type), k (kind: s = string, j = JSON), d (data), b (wire body)
+ *   history: ts, t (type), k (kind: s = string, j = JSON), d (data), b (wire body), then y (key) for a keyed event
  *   fanout:  e (epoch), n (seq), s (stream), then the history fields
+ *
+ * Keyed state. A keyed event supersedes the earlier events of its stream with
+ * the same key. Trimming the tail then loses only what nothing stands for:
+ * an unkeyed event, or a keyed one whose key was dropped past maxKeysPerStream.
+ * Only those raise the stream's `trim` watermark, so a resume from a trimmed
+ * position is answered from the tail and the keyed state when every event it
+ * missed was superseded by one the state still holds.
  *
  * One clock. An event's timestamp is Redis's TIME when APPEND runs, never the
  * publishing instance's clock, and never earlier than the event before it
@@ -78,12 +89,15 @@ end
 local function seqOf(id) return tonumber(string.match(id, '^(%d+)')) end
 `;
 
-// The scripts that drop histories whole. `prefix` is the history key prefix
-// (`{p}:s:`): the keys built from it here are the undeclared ones.
+// The scripts that drop histories whole. `prefix` is the hub's key prefix
+// (`{p}:`): the per-stream keys built from it here are the undeclared ones.
 const DROPPING = `
+local function dropStream(prefix, stream)
+  redis.call('DEL', prefix .. 's:' .. stream, prefix .. 'k:' .. stream, prefix .. 'z:' .. stream)
+end
 -- Drops a stream's history whole, raising the watermark a resume must not cross.
 local function evict(prefix, stream)
-  local key = prefix .. stream
+  local key = prefix .. 's:' .. stream
   local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
   if last then
     local m = redis.call('HMGET', meta, 'evictedThrough', 'evictedAt')
@@ -91,7 +105,7 @@ local function evict(prefix, stream)
     if seq > tonumber(m[1] or '0') then redis.call('HSET', meta, 'evictedThrough', seq) end
     if ts > (m[2] or '') then redis.call('HSET', meta, 'evictedAt', ts) end
   end
-  redis.call('DEL', key)
+  dropStream(prefix, stream)
   redis.call('HDEL', trim, stream)
   redis.call('ZREM', index, stream)
 end
@@ -102,7 +116,7 @@ local function ensureEpoch(prefix, candidate, knownEpoch, knownSeq)
   local m = redis.call('HMGET', meta, 'epoch', 'seq')
   local epoch, seq = m[1], tonumber(m[2] or '0')
   if epoch and not (epoch == knownEpoch and seq < knownSeq) then return epoch end
-  for _, stream in ipairs(redis.call('ZRANGE', index, 0, -1)) do redis.call('DEL', prefix .. stream) end
+  for _, stream in ipairs(redis.call('ZRANGE', index, 0, -1)) do dropStream(prefix, stream) end
   redis.call('DEL', index, trim, meta)
   redis.call('HSET', meta, 'epoch', candidate, 'seq', 0, 'evictedThrough', 0, 'evictedAt', '')
   return candidate
@@ -110,15 +124,28 @@ end
 `;
 
 /**
- * Appends one event. KEYS: meta, fanout, index, trim, history key.
+ * Appends one event. KEYS: meta, fanout, index, trim, then the stream's
+ * history, keyed-state hash and keyed-state zset.
  * ARGV: prefix, candidate epoch, known epoch, known seq, stream, type, kind,
- * data, body, history size, fanout size, max streams.
- * Returns { epoch, seq, timestamp }.
+ * data, body, history size, fanout size, max streams, key ('' for none),
+ * max keys per stream.
+ * Returns { epoch, seq, timestamp, keys dropped (0 or 1) }.
  */
 export const APPEND: string = `${UNDECLARED_KEYS}${PRELUDE}${ISO_TIME}${DROPPING}
-local key = KEYS[5]
+local key, stateKey, stateIndex = KEYS[5], KEYS[6], KEYS[7]
 local prefix, stream = ARGV[1], ARGV[5]
 local historySize, fanoutSize, maxStreams = tonumber(ARGV[10]), ARGV[11], tonumber(ARGV[12])
+local eventKey, maxKeys = ARGV[13], tonumber(ARGV[14])
+local evictedKeys = 0
+-- Raises the stream's watermark of what it lost without cover.
+local function markGap(seq, at)
+  local previous = redis.call('HGET', trim, stream) or '0|'
+  local bar = string.find(previous, '|', 1, true)
+  local oldSeq, oldAt = tonumber(string.sub(previous, 1, bar - 1)) or 0, string.sub(previous, bar + 1)
+  if seq < oldSeq then seq = oldSeq end
+  if at < oldAt then at = oldAt end
+  redis.call('HSET', trim, stream, string.format('%d', seq) .. '|' .. at)
+end
 local epoch = ensureEpoch(prefix, ARGV[2], ARGV[3], tonumber(ARGV[4]))
 local seq = redis.call('HINCRBY', meta, 'seq', 1)
 -- If Redis's clock steps back, the event keeps the previous one's time: order is what since reads rely on.
@@ -127,75 +154,90 @@ local lastAt = redis.call('HGET', meta, 'lastAt')
 if lastAt and lastAt > ts then ts = lastAt end
 redis.call('HSET', meta, 'lastAt', ts)
 local fresh = redis.call('EXISTS', key) == 0
-redis.call('XADD', key, string.format('%d-0', seq), 'ts', ts, 't', ARGV[6], 'k', ARGV[7], 'd', ARGV[8], 'b', ARGV[9])
+local fields = { 'ts', ts, 't', ARGV[6], 'k', ARGV[7], 'd', ARGV[8], 'b', ARGV[9] }
+if eventKey ~= '' then
+  fields[11] = 'y'
+  fields[12] = eventKey
+end
+redis.call('XADD', key, string.format('%d-0', seq), unpack(fields))
 if fresh then
   -- This stream may have been dropped whole before: a resume from before that must resync.
   local m = redis.call('HMGET', meta, 'evictedThrough', 'evictedAt')
   if tonumber(m[1] or '0') > 0 then redis.call('HSET', trim, stream, m[1] .. '|' .. (m[2] or '')) end
-else
+end
+if eventKey ~= '' then
+  redis.call('ZADD', stateIndex, seq, eventKey)
+  redis.call('HSET', stateKey, eventKey, cjson.encode({ string.format('%d', seq), ts, ARGV[6], ARGV[7], ARGV[8], ARGV[9], eventKey }))
+  if redis.call('ZCARD', stateIndex) > maxKeys then
+    -- The least recently updated key goes: a resume from before its latest event must resync.
+    local oldest = redis.call('ZPOPMIN', stateIndex)
+    local packed = redis.call('HGET', stateKey, oldest[1])
+    redis.call('HDEL', stateKey, oldest[1])
+    evictedKeys = 1
+    if packed then
+      local old = cjson.decode(packed)
+      markGap(tonumber(old[1]), old[2])
+    end
+  end
+end
+if not fresh then
   local excess = redis.call('XLEN', key) - historySize
   if excess > 0 then
     local gone = redis.call('XRANGE', key, '-', '+', 'COUNT', excess)
-    local droppedAt = string.match(redis.call('HGET', trim, stream) or '0|', '|(.*)$')
-    for _, entry in ipairs(gone) do if entry[2][2] > droppedAt then droppedAt = entry[2][2] end end
+    local gapSeq, gapAt = 0, ''
+    for _, entry in ipairs(gone) do
+      -- A keyed event whose key's latest is this one or a newer one is not lost: the state stands for it.
+      local entryKey, covered = entry[2][12], false
+      if entryKey then
+        local latest = redis.call('ZSCORE', stateIndex, entryKey)
+        covered = latest and tonumber(latest) >= seqOf(entry[1])
+      end
+      if not covered then
+        gapSeq = seqOf(entry[1])
+        if entry[2][2] > gapAt then gapAt = entry[2][2] end
+      end
+    end
     redis.call('XTRIM', key, 'MAXLEN', historySize)
-    redis.call('HSET', trim, stream, seqOf(gone[#gone][1]) .. '|' .. droppedAt)
+    if gapSeq > 0 then markGap(gapSeq, gapAt) end
   end
 end
 redis.call('ZADD', index, nowMs(), stream)
-redis.call('XADD', fanout, 'MAXLEN', '~', fanoutSize, '*', 'e', epoch, 'n', seq, 's', stream,
-  'ts', ts, 't', ARGV[6], 'k', ARGV[7], 'd', ARGV[8], 'b', ARGV[9])
+redis.call('XADD', fanout, 'MAXLEN', '~', fanoutSize, '*', 'e', epoch, 'n', seq, 's', stream, unpack(fields))
 if fresh then
   while redis.call('ZCARD', index) > maxStreams do
     local oldest = redis.call('ZRANGE', index, 0, 1)
     evict(prefix, oldest[1] == stream and oldest[2] or oldest[1])
   end
 end
-return { epoch, seq, ts }
+return { epoch, seq, ts, evictedKeys }
 `;
 
 /**
- * Reads history. KEYS: meta, fanout, index, trim, then the history key of
- * each stream read (none for every stream).
+ * Reads history. KEYS: meta, fanout, index, trim, then for each stream read
+ * its history, keyed-state hash and keyed-state zset.
  * ARGV: mode, after seq or since time, count, then the streams' names, in
  * the order of their keys. Modes: `after` (events with seq > after),
  * `recent` (the last `count`), `since` (events at or after that time).
- * Returns { epoch, seq, evictedThrough, evictedAt, per stream: { trim, exists, entries } },
- * entries newest first except for `after`; or, for every stream,
- * { ..., fanout entries newest first, complete }.
+ * Returns { epoch, seq, evictedThrough, evictedAt, per stream: { trim, exists, entries, state } },
+ * entries newest first except for `after`; state is the keyed state's
+ * events older than the oldest entry (after `after` for that mode), packed,
+ * for the caller to merge (and, for `since`, to filter by time).
  */
 export const READ: string = `${PRELUDE}
 local mode, after, since, count = ARGV[1], tonumber(ARGV[2]), ARGV[2], tonumber(ARGV[3])
 local m = redis.call('HMGET', meta, 'epoch', 'seq', 'evictedThrough', 'evictedAt')
 local out = { m[1] or '', m[2] or '0', m[3] or '0', m[4] or '' }
-if #KEYS == 4 then
-  -- Every stream: the fan-out stream is the one history in global order.
-  local entries, reached, cursor = {}, mode == 'recent' and count <= 0, '+'
-  while not reached do
-    local batch = redis.call('XREVRANGE', fanout, cursor, '-', 'COUNT', 200)
-    if #batch == 0 then break end
-    for _, entry in ipairs(batch) do
-      local f = entry[2]
-      if f[2] ~= m[1] or (mode == 'after' and tonumber(f[4]) <= after)
-        or (mode == 'recent' and #entries >= count) or (mode == 'since' and f[8] < since) then
-        reached = true
-        break
-      end
-      entries[#entries + 1] = entry
-    end
-    cursor = '(' .. batch[#batch][1]
-  end
-  out[5] = entries
-  out[6] = reached and 1 or 0
-  return out
-end
 local now = nowMs()
-for i = 5, #KEYS do
-  local key, stream = KEYS[i], ARGV[i - 1]
-  local entries
+for i = 5, #KEYS, 3 do
+  local key, stateKey, stateIndex, stream = KEYS[i], KEYS[i + 1], KEYS[i + 2], ARGV[4 + (i - 5) / 3]
+  local entries, oldest
   -- %d, not ..: Lua writes a number of 1e14 or more as 1e+14, which is not a stream id.
-  if mode == 'after' then entries = redis.call('XRANGE', key, string.format('%d-0', after + 1), '+')
-  elseif mode == 'recent' then entries = count > 0 and redis.call('XREVRANGE', key, '+', '-', 'COUNT', count) or {}
+  if mode == 'after' then
+    entries = redis.call('XRANGE', key, string.format('%d-0', after + 1), '+')
+    oldest = entries[1]
+  elseif mode == 'recent' then
+    entries = count > 0 and redis.call('XREVRANGE', key, '+', '-', 'COUNT', count) or {}
+    oldest = entries[#entries]
   else
     -- Timestamps never decrease along a history: its events since then are the newest ones.
     entries = {}
@@ -212,10 +254,61 @@ for i = 5, #KEYS do
       if #batch < 200 then break end
       cursor = '(' .. batch[#batch][1]
     end
+    oldest = entries[#entries]
   end
-  out[#out + 1] = { redis.call('HGET', trim, stream) or '', redis.call('EXISTS', key), entries }
+  -- The keyed events the entries do not hold: every one is older than the oldest entry.
+  local below = oldest and string.format('(%d', seqOf(oldest[1])) or '+inf'
+  local above = mode == 'after' and string.format('(%d', after) or '-inf'
+  local keys = redis.call('ZRANGEBYSCORE', stateIndex, above, below)
+  local state = #keys > 0 and redis.call('HMGET', stateKey, unpack(keys)) or {}
+  out[#out + 1] = { redis.call('HGET', trim, stream) or '', redis.call('EXISTS', key), entries, state }
   redis.call('ZADD', index, 'XX', now, stream)
 end
+return out
+`;
+
+/**
+ * Reads every stream: the fan-out stream is the one history in global
+ * order. KEYS: meta, fanout, index, trim. ARGV: mode, after seq or since
+ * time, count, prefix.
+ * Returns { epoch, seq, evictedThrough, evictedAt, fanout entries newest
+ * first, complete, keyed state }. For `recent` and `since`, the keyed state
+ * is every stream's, as alternating stream names and packed events (the
+ * caller drops those the entries hold); `after` is answered from the
+ * fan-out stream alone, so a resume past it resyncs.
+ */
+export const READ_ALL: string = `${UNDECLARED_KEYS}${PRELUDE}
+local mode, after, since, count, prefix = ARGV[1], tonumber(ARGV[2]), ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local m = redis.call('HMGET', meta, 'epoch', 'seq', 'evictedThrough', 'evictedAt')
+local out = { m[1] or '', m[2] or '0', m[3] or '0', m[4] or '' }
+local entries, reached, cursor = {}, mode == 'recent' and count <= 0, '+'
+while not reached do
+  local batch = redis.call('XREVRANGE', fanout, cursor, '-', 'COUNT', 200)
+  if #batch == 0 then break end
+  for _, entry in ipairs(batch) do
+    local f = entry[2]
+    if f[2] ~= m[1] or (mode == 'after' and tonumber(f[4]) <= after)
+      or (mode == 'recent' and #entries >= count) or (mode == 'since' and f[8] < since) then
+      reached = true
+      break
+    end
+    entries[#entries + 1] = entry
+  end
+  cursor = '(' .. batch[#batch][1]
+end
+out[5] = entries
+out[6] = reached and 1 or 0
+local state = {}
+if mode ~= 'after' then
+  -- Keyed state lives per stream; which streams have any is known only from the index (undeclared keys).
+  for _, stream in ipairs(redis.call('ZRANGE', index, 0, -1)) do
+    for _, packed in ipairs(redis.call('HVALS', prefix .. 'k:' .. stream)) do
+      state[#state + 1] = stream
+      state[#state + 1] = packed
+    end
+  end
+end
+out[7] = state
 return out
 `;
 
