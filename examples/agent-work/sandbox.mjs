@@ -402,8 +402,8 @@ export function createSandboxProvider(env = process.env) {
  * @typedef {'creating' | 'running' | 'stopped' | 'error'} SandboxStatus
  * @typedef {{ sandbox_id: string, agent_id: string, status: SandboxStatus, message?: string, timestamp: string }} SandboxStatusData
  *   `message` only with status 'error'
- * @typedef {{ sandbox_id: string, output: string, stream: StreamName, timestamp: string }} CommandOutputData
- *   `output` is one line, ending in '\n'
+ * @typedef {{ sandbox_id: string, line: number, output: string, stream: StreamName, timestamp: string }} CommandOutputData
+ *   `output` is one line, ending in '\n'; `line` numbers the lines this service published, from 1, in publish order
  */
 
 /**
@@ -416,6 +416,8 @@ export class SandboxService {
   #provider;
   #emit;
   #maxPendingLines;
+  /** The number of the last output line published: one count across every run() of this service (one task). */
+  #line = 0;
 
   /** @param {{ provider: SandboxProvider, emit: Emit, maxPendingLines?: number }} options */
   constructor({ provider, emit, maxPendingLines = MAX_PENDING_LINES }) {
@@ -455,7 +457,8 @@ export class SandboxService {
   }
 
   /**
-   * Runs a command, publishing each output line as `command_output`, in the order produced.
+   * Runs a command, publishing each output line as `command_output`, in the order produced, numbered
+   * from 1 (a dropped line gets no number, so the numbers have no gaps of their own).
    * Emits are chained one at a time; if more than `maxPendingLines` wait, further lines are
    * dropped and one stderr notice says how many. If an emit fails, the rest of the output is not
    * published and run() rejects with that error once the command has finished.
@@ -476,7 +479,7 @@ export class SandboxService {
      * @param {string} line
      */
     const enqueue = (stream, line) => {
-      const data = { sandbox_id: sandbox.id, output: `${line}\n`, stream, timestamp: new Date().toISOString() };
+      const data = { sandbox_id: sandbox.id, line: ++this.#line, output: `${line}\n`, stream, timestamp: new Date().toISOString() };
       pending++;
       chain = chain.then(async () => {
         pending--;

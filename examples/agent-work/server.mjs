@@ -3,7 +3,8 @@
 //   node examples/agent-work/server.mjs      (npm run example builds first)
 // Environment: PORT (8000), HOST (127.0.0.1), SSE_JWT_SECRET (auth on when set),
 // E2B_API_KEY (E2B sandboxes instead of local processes), GITHUB_API_URL,
-// GITHUB_TOKEN, GITHUB_REPOSITORY (owner/repo), SSE_RETRY_MS (3000).
+// GITHUB_TOKEN, GITHUB_REPOSITORY (owner/repo), SSE_RETRY_MS (3000),
+// SSE_HEARTBEAT_MS (15000).
 import fs from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
@@ -21,6 +22,17 @@ import { createSandboxProvider } from './sandbox.mjs';
 import { AGENT_ID, DEFAULT_COMMAND, TaskError, TaskRunner } from './tasks.mjs';
 
 const MAX_COMMAND_LENGTH = 4096;
+/**
+ * The hub's history. Everything that is state is keyed (events.mjs), and the hub keeps the latest
+ * event of every key (up to 1,000 keys per agent, about 140 tasks) however much output follows; so
+ * these bound only the output lines kept for a late joiner: the last 1,000 events of an agent, all
+ * replayed to a page that connects fresh. A 2,000-line task keeps its last ~990 lines, and the page
+ * says how many earlier ones the server no longer holds. 2 MiB per agent leaves room for 1,000
+ * lines of about 2 KB each; a longer line takes more room, and fewer lines are kept.
+ */
+export const HISTORY = Object.freeze({ historySize: 1000, historyBytes: 2 * 1024 * 1024, replay: 1000 });
+/** Heartbeats as an `event: heartbeat` (not a comment), so the page sees them and can tell live from stale. */
+export const HEARTBEAT_EVENT = 'heartbeat';
 const PUBLIC_DIR = fileURLToPath(new URL('./public/', import.meta.url));
 // The page's SSE client, resolved as an app resolves it: the `import` condition
 // of ssecast/client is the ES module build, self-contained.
@@ -32,7 +44,10 @@ const CLIENT_MODULE = fileURLToPath(import.meta.resolve('ssecast/client'));
  * @param {{ env?: NodeJS.ProcessEnv, log?: Pick<Console, 'log' | 'warn' | 'error'> }} [options]
  */
 export async function createAgentWorkApp({ env = process.env, log = console } = {}) {
-  const hub = new EventManager({ historySize: 500, replay: 200, heartbeatMs: 15_000, schemas: eventSchemas });
+  const heartbeatMs = Number(env.SSE_HEARTBEAT_MS ?? 15_000);
+  if (!Number.isInteger(heartbeatMs) || heartbeatMs < 100)
+    throw new TypeError(`SSE_HEARTBEAT_MS must be an integer of at least 100, got ${env.SSE_HEARTBEAT_MS}`);
+  const hub = new EventManager({ ...HISTORY, heartbeatMs, heartbeatEvent: HEARTBEAT_EVENT, schemas: eventSchemas });
   const metrics = createMetrics(hub);
   const key = env.SSE_JWT_SECRET ? keyFor(env.SSE_JWT_SECRET) : undefined;
   const workRoot = await fs.mkdtemp(path.join(os.tmpdir(), 'agent-work-remote-'));
@@ -70,6 +85,8 @@ export async function createAgentWorkApp({ env = process.env, log = console } = 
   const app = express();
   app.disable('x-powered-by');
   app.get('/healthz', (_req, res) => res.json({ ok: true }));
+  // What the page needs to know to call a quiet stream stale: nothing, not even a heartbeat, for two intervals.
+  app.get('/api/v1/config', (_req, res) => res.json({ heartbeat_event: HEARTBEAT_EVENT, heartbeat_ms: heartbeatMs }));
   app.get('/metrics', async (_req, res) => {
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });

@@ -1,11 +1,15 @@
 // One agent task, end to end: a sandbox, a clone of the repository, a
 // branch, the command's live output, a commit and a push, a pull request,
 // and the sandbox stopped again whatever happened. Every step publishes to
-// the agent's stream; every payload is redacted before it leaves.
+// the agent's stream; every payload is redacted before it leaves, and every
+// event that is state (the task, its sandbox, each git operation, the pull
+// request) is published with its key (events.mjs), so it stays with the hub
+// for a late joiner however much output follows.
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { redactDeep } from 'ssecast/redact';
+import { keyOf } from './events.mjs';
 import { GitService } from './git.mjs';
 import { GitHubService } from './github.mjs';
 import { SandboxService } from './sandbox.mjs';
@@ -26,7 +30,7 @@ export const AGENT_ID = /^[A-Za-z0-9_-]{1,64}$/;
 export class TaskError extends Error {}
 
 /**
- * @typedef {{ stats(): Record<string, number>, publish(stream: string, type: string, data: unknown): Promise<unknown> }} Hub
+ * @typedef {{ stats(): Record<string, number>, publish(stream: string, type: string, data: unknown, options?: { key?: string }): Promise<unknown> }} Hub
  * @typedef {{ published(type: string): void }} Metrics
  */
 
@@ -85,14 +89,47 @@ export class TaskRunner {
     // Publishing is in order: each service awaits its emits.
     /** @param {string} type @param {Record<string, unknown>} data */
     const emit = async (type, data) => {
-      await this.hub.publish(agentId, type, redactDeep({ ...data, task_id }));
+      const payload = { ...data, task_id, agent_id: agentId };
+      const key = keyOf(type, payload);
+      await this.hub.publish(agentId, type, redactDeep(payload), key ? { key } : undefined);
       this.metrics?.published(type);
     };
+    // The task's own record: what a card shows as its status, command, start time and duration.
+    const started_at = new Date().toISOString();
+    const record = { agent_id: agentId, sandbox_id, command, started_at };
+    await emit('task_status', { ...record, status: 'running', timestamp: started_at });
     const sandboxes = new SandboxService({ provider: this.provider, emit });
     const git = new GitService({ emit });
     const github = new GitHubService({ emit, ...this.github });
     const branch = `agent/${task_id}`;
 
+    /** @type {Error | undefined} */
+    let failure;
+    try {
+      await this.#work({ agentId, command, task_id, sandbox_id, sandboxes, git, github, branch });
+    } catch (error) {
+      failure = /** @type {Error} */ (error);
+    }
+    // The outcome, whatever happened: a card never stays "running" for a task that ended.
+    const finished_at = new Date().toISOString();
+    await emit('task_status', {
+      ...record,
+      status: failure ? 'failed' : 'completed',
+      finished_at,
+      ...(failure ? { message: String(failure.message ?? failure).slice(0, 16 * 1024) } : {}),
+      timestamp: finished_at,
+    });
+    if (failure) throw failure;
+  }
+
+  /**
+   * The sandbox and the steps in it; the sandbox is stopped again whatever happened.
+   * @param {{
+   *   agentId: string, command: string, task_id: string, sandbox_id: string, branch: string,
+   *   sandboxes: SandboxService, git: GitService, github: GitHubService,
+   * }} context
+   */
+  async #work({ agentId, command, task_id, sandbox_id, sandboxes, git, github, branch }) {
     const sandbox = await sandboxes.start({ sandboxId: sandbox_id, agentId });
     /** @type {Error | undefined} */
     let failure;

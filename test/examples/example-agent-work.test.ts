@@ -40,11 +40,21 @@ async function runTask(base: string, agent: string, body: unknown, headers: Reco
 }
 
 const data = (event: ParsedEvent) => JSON.parse(event.data) as Record<string, unknown>;
-const finished = (client: StreamClient) =>
-  client.events.some((e) => e.event === 'sandbox_status' && ['stopped', 'error'].includes(data(e).status as string));
+/** A task's last event is its record with the outcome. */
+const finished = (client: StreamClient, count = 1) =>
+  client.events.filter((e) => e.event === 'task_status' && ['completed', 'failed'].includes(data(e).status as string)).length >= count;
+/** What the hub keys each event with (examples/agent-work/events.mjs), derived from what the client received. */
+const keyOf = (type: string, d: Record<string, unknown>) =>
+  ({
+    task_status: `task:${d.task_id}`,
+    sandbox_status: `task:${d.task_id}:sandbox`,
+    git_operation: `task:${d.task_id}:git:${d.operation}`,
+    pr_created: `task:${d.task_id}:pr`,
+  })[type];
+const seqOf = (id: string | undefined) => Number(String(id).split('.')[1]);
 
 describe('Agent Work over HTTP', () => {
-  it('streams a whole task in order, with every field of the four event types and a timestamp on each', async () => {
+  it('streams a whole task in order, with every field of the five event types and a timestamp on each', async () => {
     const { base } = await start();
     const stream = await openStream(`${base}/api/v1/sse?agent_id=agent-1`);
     cleanups.push(() => stream.close());
@@ -58,6 +68,8 @@ describe('Agent Work over HTTP', () => {
     for (const event of events) {
       expect(event.data.timestamp).toMatch(ISO);
       expect(event.data.task_id).toBe(ids.task_id);
+      // One connection may follow several agents: every payload says whose it is.
+      expect(event.data.agent_id).toBe('agent-1');
     }
     // The order of the flow: sandbox up, clone, branch, the command, commit, push, PR, sandbox down.
     const milestones = events
@@ -65,6 +77,7 @@ describe('Agent Work over HTTP', () => {
       .map((e) => `${e.type}:${e.data.operation ?? ''}:${e.data.status ?? ''}`);
     const firstOutput = events.findIndex((e) => e.type === 'command_output');
     expect(milestones).toEqual([
+      'task_status::running',
       'sandbox_status::creating',
       'sandbox_status::running',
       'git_operation:clone:started',
@@ -77,8 +90,29 @@ describe('Agent Work over HTTP', () => {
       'git_operation:push:completed',
       'pr_created::',
       'sandbox_status::stopped',
+      'task_status::completed',
     ]);
     expect(events[firstOutput - 1]).toMatchObject({ type: 'git_operation', data: { operation: 'branch', status: 'completed' } });
+
+    // The task's record, when it starts and when it ends: what a card shows as status, command, start time and duration.
+    const records = events.filter((e) => e.type === 'task_status').map((e) => e.data);
+    const command = "printf 'one\\ntwo\\n'; echo warn 1>&2";
+    expect(records[0]).toEqual({
+      task_id: ids.task_id,
+      agent_id: 'agent-1',
+      sandbox_id: ids.sandbox_id,
+      command,
+      status: 'running',
+      started_at: expect.stringMatching(ISO),
+      timestamp: expect.stringMatching(ISO),
+    });
+    expect(records[1]).toEqual({
+      ...records[0],
+      status: 'completed',
+      finished_at: expect.stringMatching(ISO),
+      timestamp: expect.any(String),
+    });
+    expect(Date.parse(records[1]?.finished_at as string)).toBeGreaterThanOrEqual(Date.parse(records[0]?.started_at as string));
 
     const status = events.find((e) => e.type === 'sandbox_status')?.data;
     expect(status).toEqual({
@@ -101,17 +135,22 @@ describe('Agent Work over HTTP', () => {
       events.filter((e) => e.type === 'command_output' && e.data.stream === stream).map((e) => e.data.output);
     expect(lines('stdout')).toEqual(['one\n', 'two\n']);
     expect(lines('stderr')).toEqual(['warn\n']);
+    // Numbered per task, from 1, in the order published.
+    expect(events.filter((e) => e.type === 'command_output').map((e) => e.data.line)).toEqual([1, 2, 3]);
     const output = events.find((e) => e.type === 'command_output' && e.data.stream === 'stdout')?.data;
     expect(output).toEqual({
       sandbox_id: ids.sandbox_id,
+      line: expect.any(Number),
       output: 'one\n',
       stream: 'stdout',
       task_id: ids.task_id,
+      agent_id: 'agent-1',
       timestamp: expect.any(String),
     });
     const pr = events.find((e) => e.type === 'pr_created')?.data as Record<string, unknown>;
     expect(pr).toEqual({
       task_id: ids.task_id,
+      agent_id: 'agent-1',
       pr_url: `${base}/github/acme/agent-work-demo/pull/1`,
       pr_number: 1,
       timestamp: expect.any(String),
@@ -154,9 +193,16 @@ describe('Agent Work over HTTP', () => {
     cleanups.push(() => stream.close());
     await runTask(base, 'agent-3', { command: 'echo about to fail; exit 3' });
     await stream.waitFor(finished, 20_000, 'the task to finish');
-    const last = stream.events.at(-1) as ParsedEvent;
-    expect(last.event).toBe('sandbox_status');
-    expect(data(last)).toMatchObject({ status: 'error', message: expect.stringContaining('exited with code 3') });
+    const [sandbox, last] = stream.events.slice(-2) as [ParsedEvent, ParsedEvent];
+    expect(sandbox.event).toBe('sandbox_status');
+    expect(data(sandbox)).toMatchObject({ status: 'error', message: expect.stringContaining('exited with code 3') });
+    expect(last.event).toBe('task_status');
+    expect(data(last)).toMatchObject({
+      status: 'failed',
+      message: 'the command exited with code 3',
+      started_at: expect.stringMatching(ISO),
+      finished_at: expect.stringMatching(ISO),
+    });
     expect(stream.events.some((e) => e.event === 'pr_created')).toBe(false);
     expect(stream.events.some((e) => e.event === 'git_operation' && data(e).operation === 'commit')).toBe(false);
   }, 30_000);
@@ -175,6 +221,108 @@ describe('Agent Work over HTTP', () => {
     expect(one.events).toEqual([]);
   }, 30_000);
 
+  it('follows two agents on one connection, and resumes it with one Last-Event-ID: every event of both once, in order', async () => {
+    const { base } = await start();
+    const url = `${base}/api/v1/sse?agent_id=agent-1&agent_id=agent-2`;
+    const reference = await openStream(url);
+    const first = await openStream(url);
+    cleanups.push(
+      () => reference.close(),
+      () => first.close(),
+    );
+    const slow = 'for i in $(seq 1 30); do echo "line $i"; sleep 0.02; done';
+    await runTask(base, 'agent-1', { command: slow });
+    await runTask(base, 'agent-2', { command: slow });
+    await first.waitFor((c) => c.events.filter((e) => e.event === 'command_output').length >= 10, 20_000, 'some output');
+    first.close();
+    const resumeFrom = first.events.at(-1)?.id as string;
+    const second = await openStream(url, { 'last-event-id': resumeFrom });
+    cleanups.push(() => second.close());
+    await reference.waitFor((c) => finished(c, 2), 30_000, 'both tasks to finish');
+    await second.waitFor((c) => c.events.at(-1)?.id === reference.events.at(-1)?.id, 10_000, 'the resumed stream to catch up');
+
+    const joined = [...first.events, ...second.events];
+    expect(second.events.some((e) => e.event === 'resync')).toBe(false);
+    expect(joined.map((e) => e.id)).toEqual(reference.events.map((e) => e.id));
+    expect(new Set(joined.map((e) => data(e).agent_id))).toEqual(new Set(['agent-1', 'agent-2']));
+  }, 40_000);
+
+  it('keeps every task whole for a late joiner, however much output follows: the state is keyed, the output is the tail', async () => {
+    const { base } = await start();
+    const live = await openStream(`${base}/api/v1/sse?agent_id=agent-1`);
+    cleanups.push(() => live.close());
+    const small = (await (await runTask(base, 'agent-1', { command: 'echo small' })).json()) as { task_id: string };
+    await live.waitFor((c) => finished(c, 1), 20_000, 'the first task to finish');
+    const long = (await (await runTask(base, 'agent-1', { command: 'seq 1 2000' })).json()) as { task_id: string };
+    await live.waitFor((c) => finished(c, 2), 60_000, 'the 2,000-line task to finish');
+    const lastId = live.events.at(-1)?.id;
+
+    const late = await openStream(`${base}/api/v1/sse?agent_id=agent-1`);
+    cleanups.push(() => late.close());
+    await late.waitFor((c) => c.events.at(-1)?.id === lastId, 10_000, 'the replay');
+    const events = late.events.map((e) => ({ id: e.id as string, type: e.event as string, data: data(e) }));
+
+    // In id order, each once.
+    const seqs = events.map((e) => seqOf(e.id));
+    expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+    expect(new Set(seqs).size).toBe(seqs.length);
+    // Every key's last value is the one the live stream saw last, and no key goes back to an older value.
+    const latest = new Map<string, { id: string | undefined; data: string }>();
+    for (const e of live.events) {
+      const key = keyOf(e.event as string, data(e));
+      if (key) latest.set(key, { id: e.id, data: e.data });
+    }
+    const seen = new Map<string, { id: string | undefined; data: string }>();
+    for (const e of late.events) {
+      const key = keyOf(e.event as string, data(e));
+      if (key) seen.set(key, { id: e.id, data: e.data });
+    }
+    expect(seen).toEqual(latest);
+
+    // The first task's events are all long gone from the tail: what is left of it is its state, one event per key, whole.
+    const first = events.filter((e) => e.data.task_id === small.task_id);
+    expect(first.map((e) => `${e.type}:${e.data.operation ?? e.data.status}`)).toEqual([
+      'git_operation:clone',
+      'git_operation:branch',
+      'git_operation:commit',
+      'git_operation:push',
+      'pr_created:undefined',
+      'sandbox_status:stopped',
+      'task_status:completed',
+    ]);
+    for (const e of first.filter((e) => e.type === 'git_operation')) expect(e.data).toMatchObject({ status: 'completed', progress: 100 });
+
+    // The long one: its state, and the last lines it printed, numbered without a gap up to 2,000.
+    const second = events.filter((e) => e.data.task_id === long.task_id);
+    const lines = second.filter((e) => e.type === 'command_output').map((e) => e.data);
+    const firstLine = lines[0]?.line as number;
+    expect(firstLine).toBeGreaterThan(1);
+    expect(lines.map((line) => line.line)).toEqual(Array.from({ length: 2001 - firstLine }, (_, i) => firstLine + i));
+    expect(lines.map((line) => line.output)).toEqual(Array.from({ length: 2001 - firstLine }, (_, i) => `${firstLine + i}\n`));
+    // The hub keeps the last 1,000 events: the lines, and the task's events after them.
+    expect(lines.length).toBeGreaterThan(900);
+    expect(second.at(-1)).toMatchObject({ type: 'task_status', data: { status: 'completed', command: 'seq 1 2000' } });
+    for (const operation of ['clone', 'branch', 'commit', 'push']) {
+      const bar = second.filter((e) => e.type === 'git_operation' && e.data.operation === operation).at(-1);
+      expect(bar?.data).toMatchObject({ status: 'completed', progress: 100 });
+    }
+    expect(second.some((e) => e.type === 'pr_created')).toBe(true);
+  }, 90_000);
+
+  it('sends heartbeats as events the page can see, at the interval it is told', async () => {
+    await expect(createAgentWorkApp({ env: { SSE_HEARTBEAT_MS: 'soon' }, log: { log() {}, warn() {}, error() {} } })).rejects.toThrow(
+      /SSE_HEARTBEAT_MS/,
+    );
+    const { base } = await start({ SSE_HEARTBEAT_MS: '200' });
+    expect(await (await fetch(`${base}/api/v1/config`)).json()).toEqual({ heartbeat_event: 'heartbeat', heartbeat_ms: 200 });
+    const stream = await openStream(`${base}/api/v1/sse?agent_id=agent-1`);
+    cleanups.push(() => stream.close());
+    await stream.waitFor((c) => c.events.filter((e) => e.event === 'heartbeat').length >= 2, 5_000, 'two heartbeat events');
+    for (const event of stream.events) expect(event).toEqual({ event: 'heartbeat', id: undefined, data: '' });
+    expect(stream.raw).toContain('event: heartbeat\ndata:');
+    expect(stream.comments).not.toContain('heartbeat');
+  });
+
   it('validates every payload with its zod schema: an invalid one is refused at publish and never reaches the page', async () => {
     const { base, hub } = await start();
     const stream = await openStream(`${base}/api/v1/sse?agent_id=agent-1`);
@@ -191,11 +339,25 @@ describe('Agent Work over HTTP', () => {
       publish('git_operation', { sandbox_id: 's', operation: 'clone', status: 'started', message: 'x', progress: 140, timestamp: now }),
     ).rejects.toThrow(/data\.progress: /);
     await expect(publish('pr_created', { pr_url: 'javascript:alert(1)', pr_number: 1, timestamp: now })).rejects.toThrow(/data\.pr_url: /);
-    await expect(publish('command_output', { sandbox_id: 's', output: 'x', stream: 'stdout', timestamp: now, extra: 1 })).rejects.toThrow(
-      /data: /,
+    await expect(
+      publish('command_output', { sandbox_id: 's', line: 1, output: 'x', stream: 'stdout', timestamp: now, extra: 1 }),
+    ).rejects.toThrow(/data: /);
+    await expect(publish('command_output', { sandbox_id: 's', line: 0, output: 'x', stream: 'stdout', timestamp: now })).rejects.toThrow(
+      /data\.line: /,
     );
+    await expect(
+      publish('task_status', {
+        task_id: 't',
+        agent_id: 'a',
+        sandbox_id: 's',
+        command: 'x',
+        status: 'done',
+        started_at: now,
+        timestamp: now,
+      }),
+    ).rejects.toThrow(/data\.status: /);
     await expect(publish('deploy_started', {})).rejects.toThrow('no schema for event type "deploy_started"');
-    await publish('command_output', { sandbox_id: 's', output: 'ok\n', stream: 'stdout', timestamp: now });
+    await publish('command_output', { sandbox_id: 's', line: 1, output: 'ok\n', stream: 'stdout', timestamp: now });
     await stream.waitFor((c) => c.events.length === 1);
     expect(stream.events.map((e) => e.event)).toEqual(['command_output']);
   });

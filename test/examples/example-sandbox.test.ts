@@ -276,7 +276,9 @@ describe('SandboxService', () => {
     }
     for (const status of rec.statuses()) expect(status.agent_id).toBe('agent-1');
     const line = rec.events.find((e) => e.type === 'command_output');
-    expect(Object.keys(line?.data ?? {}).sort()).toEqual(['output', 'sandbox_id', 'stream', 'timestamp']);
+    expect(Object.keys(line?.data ?? {}).sort()).toEqual(['line', 'output', 'sandbox_id', 'stream', 'timestamp']);
+    // One count across the service's runs (one task), from 1, in publish order, whichever pipe a line came from.
+    expect(rec.events.flatMap((e) => (e.type === 'command_output' ? [e.data.line] : []))).toEqual([1, 2, 3, 4]);
   });
 
   it('publishes error with the message when creation fails, and rethrows', async () => {
