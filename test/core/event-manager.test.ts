@@ -267,3 +267,40 @@ describe('EventManager', () => {
     expect(() => h.subscribe({ streams: ['a'] })).toThrow(SsecastError);
   });
 });
+
+describe('keyed events and named heartbeats: bad input', () => {
+  it.each([
+    ['an empty key', '', /key must be a non-empty string of at most 256 characters, got 0 characters/],
+    ['a key of 257 characters', 'k'.repeat(257), /got 257 characters/],
+    ['a number', 7, /got number/],
+  ])('rejects %s with a TypeError and stores nothing', async (_name, key, message) => {
+    const h = hub();
+    await expect(h.publish('a', 'command_output', { output: 'x', stream: 'stdout' }, { key: key as string })).rejects.toThrow(message);
+    expect(h.stats()).toMatchObject({ published: 0, retainedEvents: 0, retainedKeys: 0 });
+  });
+
+  it('keeps the key on the published event and on what a subscriber gets, and counts the keys', async () => {
+    const h = hub({ historySize: 1 });
+    const event = await h.publish('a', 'sandbox_status', { sandbox_id: 's', status: 'running' }, { key: 'sandbox' });
+    expect(event.key).toBe('sandbox');
+    await h.publish('a', 'command_output', { output: 'x', stream: 'stdout' });
+    const [state, tail] = await take(h.subscribe({ streams: ['a'], replay: 1 }), 2);
+    expect(state).toMatchObject({ type: 'sandbox_status', key: 'sandbox' });
+    expect(tail).not.toHaveProperty('key');
+    expect(h.stats()).toMatchObject({ retainedKeys: 1, retainedEvents: 2 });
+  });
+
+  it.each([
+    ['', /heartbeatEvent must be an event type/],
+    ['message', /other than "message" and "resync"/],
+    ['resync', /other than "message" and "resync"/],
+    ['beat\n', /without CR, LF or NUL/],
+    [42, /heartbeatEvent must be an event type/],
+  ])('refuses heartbeatEvent %j at construction', (heartbeatEvent, message) => {
+    expect(() => new EventManager({ heartbeatEvent: heartbeatEvent as string })).toThrow(message);
+  });
+
+  it('rejects a maxKeysPerStream that is not a positive integer', () => {
+    expect(() => new EventManager({ maxKeysPerStream: 0 })).toThrow(/maxKeysPerStream/);
+  });
+});

@@ -15,7 +15,7 @@ import { BACKENDS } from '../support/redis.js';
  * guarantees do not depend on where events are stored.
  */
 
-type Events = { tick: { n: number }; note: string };
+type Events = { tick: { n: number }; note: string; status: { v: number } };
 
 const cleanups = cleanupAfterEach();
 
@@ -23,6 +23,12 @@ async function publishTicks(hub: EventManager<Events>, stream: string, from: num
   const ids: string[] = [];
   for (let n = from; n < to; n++) ids.push((await hub.publish(stream, 'tick', { n })).id);
   return ids;
+}
+
+/** The id just before `id` in the same epoch. */
+function formatIdBefore(id: string): string {
+  const [epoch, seq] = id.split('.') as [string, string];
+  return `${epoch}.${Number(seq) - 1}`;
 }
 
 function range(from: number, to: number): number[] {
@@ -283,6 +289,93 @@ describe.each(MATRIX)('$name', ({ adapter, backend }) => {
       expect(client.status).toBe(400);
       expect(JSON.parse(client.body)).toEqual({ error: 'bad_request', message: expect.stringContaining(message) });
       expect(hub.stats().connections).toBe(0);
+    });
+  });
+
+  describe('keyed events', () => {
+    type Received = { event: string | undefined; id: string | undefined; data: string };
+    const seqOf = (id: string | undefined) => Number((id as string).split('.')[1]);
+    /** Ids strictly increasing, and no key's value older than one already received. */
+    function expectOrdered(events: Received[]): void {
+      const ids = events.filter((e) => e.event !== 'resync').map((e) => seqOf(e.id));
+      expect(ids).toEqual([...ids].sort((x, y) => x - y));
+      expect(new Set(ids).size).toBe(ids.length);
+    }
+
+    it('gives a late joiner every key it missed beside the recent tail, in id order', async () => {
+      const { hub, url } = await setup({}, { historySize: 10, replay: 5 });
+      await hub.publish('a', 'status', { v: 1 }, { key: 'status' });
+      await hub.publish('a', 'note', 'pr #1', { key: 'pr' });
+      await hub.publish('a', 'status', { v: 2 }, { key: 'status' });
+      await publishTicks(hub, 'a', 0, 30);
+      const client = await openStream(url('stream=a'));
+      cleanups.push(() => client.close());
+      await client.waitFor((c) => c.events.length === 7, 5000, 'state and tail');
+      await sleep(30);
+      // The key's latest value only (v 1 was superseded), then the last 5 ticks.
+      expect(client.events.map((e) => [e.event, e.data])).toEqual([
+        ['note', 'pr #1'],
+        ['status', '{"v":2}'],
+        ...range(25, 30).map((n) => ['tick', JSON.stringify({ n })]),
+      ]);
+      expectOrdered(client.events);
+    });
+
+    it('brings a resume up to date from the keyed state when everything it missed was superseded, without resync', async () => {
+      const { hub, url } = await setup({}, { historySize: 5 });
+      await publishTicks(hub, 'a', 0, 3);
+      const seen = await hub.publish('a', 'tick', { n: 3 });
+      await hub.publish('a', 'note', 'phase: running', { key: 'phase' });
+      for (let v = 1; v <= 40; v++) await hub.publish('a', 'status', { v }, { key: v % 2 ? 'odd' : 'even' });
+      await hub.publish('a', 'note', 'done', { key: 'outcome' });
+      const client = await openStream(url('stream=a'), { 'last-event-id': seen.id });
+      cleanups.push(() => client.close());
+      await client.waitFor((c) => c.events.length >= 6);
+      await sleep(50);
+      expect(client.events.map((e) => e.event)).not.toContain('resync');
+      expectOrdered(client.events);
+      // The phase, trimmed from the tail long ago, comes from the state, first.
+      expect(client.events[0]).toMatchObject({ event: 'note', data: 'phase: running' });
+      expect(client.events).toHaveLength(6);
+      // The tail (v 37 to 40 and the outcome) covers both keys: their latest values arrive, last.
+      const statuses = client.events.filter((e) => e.event === 'status').map((e) => (JSON.parse(e.data) as { v: number }).v);
+      expect(statuses).toEqual([37, 38, 39, 40]);
+      expect(client.events.at(-1)).toMatchObject({ event: 'note', data: 'done' });
+      // A resume from before an unkeyed event that was trimmed gets resync, then the state and the tail.
+      const lost = await openStream(url('stream=a'), { 'last-event-id': formatIdBefore(seen.id) });
+      cleanups.push(() => lost.close());
+      await lost.waitFor((c) => c.events.length >= 2);
+      await sleep(50);
+      expect(lost.events[0]).toMatchObject({ event: 'resync' });
+      expect(JSON.parse(lost.events[0]?.data as string)).toMatchObject({ reason: 'expired' });
+    });
+
+    it('applies since and types to the keyed state as to history', async () => {
+      const { hub, url } = await setup({}, { historySize: 3 });
+      await hub.publish('a', 'status', { v: 1 }, { key: 'status' });
+      await sleep(15);
+      const since = new Date().toISOString();
+      await sleep(5);
+      await hub.publish('a', 'note', 'after', { key: 'pr' });
+      await publishTicks(hub, 'a', 0, 6);
+      const sinceClient = await openStream(url(`stream=a&since=${encodeURIComponent(since)}`));
+      const typed = await openStream(url('stream=a&types=status,tick'));
+      cleanups.push(
+        () => sinceClient.close(),
+        () => typed.close(),
+      );
+      // since: the pr note (published after `since`) comes from the state; the status (before it) does not;
+      // unkeyed ticks 0 to 2 were trimmed after `since`, so the replay says it is incomplete.
+      await sinceClient.waitFor((c) => c.events.length >= 5);
+      await sleep(30);
+      expect(sinceClient.events.map((e) => e.event)).toEqual(['resync', 'note', 'tick', 'tick', 'tick']);
+      // types: the status from the state and the ticks; the pr note is filtered out.
+      await typed.waitFor((c) => c.events.length >= 4);
+      await sleep(30);
+      expect(typed.events.map((e) => [e.event, e.data])).toEqual([
+        ['status', '{"v":1}'],
+        ...range(3, 6).map((n) => ['tick', JSON.stringify({ n })]),
+      ]);
     });
   });
 
