@@ -4,7 +4,7 @@ import type { EventMapBase } from '../core/types.js';
 import type { SseHandlerOptions } from '../http/gate.js';
 import { nodeHandler } from '../http/node-stream.js';
 
-export type { Principal, RetryRange, SseHandlerOptions } from '../http/gate.js';
+export type { MsRange, Principal, RetryRange, SseHandlerOptions } from '../http/gate.js';
 export type { CompressOptions } from '../http/compression.js';
 
 /**

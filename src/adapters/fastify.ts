@@ -8,7 +8,7 @@ import { isGone, reject, SseGate, type SseHandlerOptions } from '../http/gate.js
 import { answer, nodeRequestView, openNodeStream } from '../http/node-stream.js';
 import { rejectionHeaders } from '../http/reject.js';
 
-export type { Principal, RetryRange, SseHandlerOptions } from '../http/gate.js';
+export type { MsRange, Principal, RetryRange, SseHandlerOptions } from '../http/gate.js';
 export type { CompressOptions } from '../http/compression.js';
 
 export interface SsecastFastifyOptions<M extends EventMapBase = EventMapBase> extends SseHandlerOptions<FastifyRequest> {
@@ -61,6 +61,8 @@ const plugin: FastifyPluginAsync<SsecastFastifyOptions<any>> = async (app, { hub
               request.log.warn('ssecast: the stream ended on an error (history unreadable or transport failure)');
             else if (reason === 'interrupted')
               request.log.warn('ssecast: the backend lost continuity; the client resumes with Last-Event-ID');
+            else if (reason === 'rotated')
+              request.log.debug('ssecast: the stream reached maxConnectionAgeMs; the client resumes with Last-Event-ID');
           },
           (error) => gate.report(error, request),
         );

@@ -7,7 +7,7 @@ import { isGone, reject, SseGate, type SseHandlerOptions } from '../http/gate.js
 import { rejectionHeaders, streamHeaders, type Rejection } from '../http/reject.js';
 
 export type { CompressOptions } from '../http/compression.js';
-export type { Principal, RetryRange, SseHandlerOptions } from '../http/gate.js';
+export type { MsRange, Principal, RetryRange, SseHandlerOptions } from '../http/gate.js';
 
 /**
  * A Web-standard handler, `(request: Request) => Promise<Response>`, for Hono,

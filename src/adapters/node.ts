@@ -3,7 +3,7 @@ import type { EventMapBase } from '../core/types.js';
 import type { SseHandlerOptions } from '../http/gate.js';
 import { nodeHandler, type NodeRequest, type NodeResponse } from '../http/node-stream.js';
 
-export type { Principal, RetryRange, SseHandlerOptions } from '../http/gate.js';
+export type { MsRange, Principal, RetryRange, SseHandlerOptions } from '../http/gate.js';
 export type { CompressOptions } from '../http/compression.js';
 export type { NodeRequest, NodeResponse } from '../http/node-stream.js';
 

@@ -79,6 +79,19 @@ export interface ClientOptions {
    * @defaultValue 60000
    */
   heartbeatTimeoutMs?: number | undefined;
+  /**
+   * The event type of the server's named heartbeats (the adapters'
+   * `heartbeatEvent`). Events of this type are liveness only, like
+   * `:heartbeat` comments: they keep the `heartbeatTimeoutMs` watchdog fed
+   * and go to no listener or iterator (so an iterator yields only the
+   * `EventMap`'s types, and `parse: 'json'` never sees their empty data).
+   * Without it, a named heartbeat is an event like any other: listeners of
+   * its type and iterators get it, with data `''` (`'auto'` and `'text'`;
+   * `'json'` reports `ERR_PARSE` for it). It has no id either way, so it
+   * never moves `lastEventId`.
+   * @defaultValue none
+   */
+  heartbeatEvent?: string | undefined;
   /** The longest event data accepted, in UTF-16 code units (what the parser counts); a longer one closes the client with `ERR_EVENT_TOO_LARGE`. @defaultValue 4194304 */
   maxEventBytes?: number | undefined;
   /** Events an async iterator may hold unread before it fails with `ERR_SLOW_CONSUMER`. @defaultValue 1000 */
@@ -135,6 +148,7 @@ export class SseClient<M extends EventMapBase = EventMapBase> implements AsyncIt
   private readonly fetchImpl: typeof fetch;
   private readonly backoff: Backoff;
   private readonly heartbeatTimeoutMs: number;
+  private readonly heartbeatEvent: string | undefined;
   private readonly maxEventBytes: number;
   private readonly maxQueue: number;
   private readonly listeners = new Map<string, Set<Listener>>();
@@ -171,6 +185,7 @@ export class SseClient<M extends EventMapBase = EventMapBase> implements AsyncIt
     this.backoff = checkBackoff(options.backoff);
     this.maxServerDelayMs = Math.min(10 * this.backoff.maxMs, MAX_TIMER_MS);
     this.heartbeatTimeoutMs = nonNegative(options.heartbeatTimeoutMs ?? DEFAULTS.heartbeatTimeoutMs, 'heartbeatTimeoutMs');
+    this.heartbeatEvent = options.heartbeatEvent === undefined ? undefined : heartbeatEventName(options.heartbeatEvent);
     this.maxEventBytes = nonNegative(options.maxEventBytes ?? DEFAULTS.maxEventBytes, 'maxEventBytes');
     this.maxQueue = nonNegative(options.maxQueue ?? DEFAULTS.maxQueue, 'maxQueue');
     const parse = options.parse ?? 'auto';
@@ -371,7 +386,8 @@ export class SseClient<M extends EventMapBase = EventMapBase> implements AsyncIt
     const openedAt = Date.now();
     const parser = new EventStreamParser({
       onEvent: (event) => {
-        if (failure || this.isClosed()) return;
+        // Liveness only, as a comment is: the read that brought it has fed the watchdog already.
+        if (failure || this.isClosed() || event.type === this.heartbeatEvent) return;
         if (event.data.length > this.maxEventBytes) {
           failure = tooLarge();
           return;
@@ -693,6 +709,18 @@ function withoutQueryParameter(url: string, name: string): string {
   const [, path, query, hash] = match as unknown as [string, string, string, string];
   const kept = query.split('&').filter((pair) => !new URLSearchParams(pair).has(name));
   return `${path}${kept.length ? `?${kept.join('&')}` : ''}${hash}`;
+}
+
+/**
+ * What the server accepts as a heartbeatEvent (checked here, not imported: the client bundle imports
+ * nothing). Hiding `message` or `resync` would hide data and resync notices.
+ */
+function heartbeatEventName(type: unknown): string {
+  if (typeof type !== 'string' || type === '' || type === 'message' || type === 'resync' || /[\r\n\0]/.test(type))
+    throw new TypeError(
+      `heartbeatEvent must be an event type without CR, LF or NUL, other than "message" and "resync"; got ${String(type)}`,
+    );
+  return type;
 }
 
 function nonNegative(value: number, name: string): number {

@@ -27,6 +27,12 @@ export interface SseTransport {
   abort(): void;
 }
 
+/**
+ * Why a connection ended: the subscription's reasons, and `rotated` (it reached its
+ * `maxConnectionAgeMs`; a clean end that the hub sees as `closed`).
+ */
+export type ConnectionCloseReason = CloseReason | 'rotated';
+
 export interface ConnectionOptions {
   streams: readonly string[] | '*';
   types?: readonly string[] | undefined;
@@ -36,8 +42,12 @@ export interface ConnectionOptions {
   replay?: number | undefined;
   /** `retry:` sent first. */
   retryMs: number;
-  /** Idle time before a `:heartbeat`; 0 disables heartbeats. */
+  /** Idle time before a heartbeat; 0 disables heartbeats. */
   heartbeatMs: number;
+  /** Heartbeats are events of this type (empty data, no id) instead of `:heartbeat` comments. */
+  heartbeatEvent?: string | undefined;
+  /** The stream ends cleanly this many milliseconds after it starts (once its history is written). */
+  maxAgeMs?: number | undefined;
   /** Unsent bytes (queued here plus buffered in the transport) past which the client is cut off. */
   maxUnsentBytes: number;
   /** Epoch milliseconds at which the principal's credentials expire: the stream ends then. */
@@ -45,7 +55,7 @@ export interface ConnectionOptions {
   /** Unsent bytes shared by a handler's connections (`maxTotalUnsentBytes`). */
   budget?: UnsentBudget | undefined;
   /** Called once when the connection is finished, whoever ended it. */
-  onClose?: ((reason: CloseReason) => void) | undefined;
+  onClose?: ((reason: ConnectionCloseReason) => void) | undefined;
   /** A transport call threw: the connection ends and the error is reported here. */
   onError?: ((error: unknown) => void) | undefined;
 }
@@ -133,7 +143,15 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
   private blocked = false;
   private finished = false;
   private transportGone = false;
-  private expiryTimer: ReturnType<typeof setTimeout> | undefined;
+  private readonly heartbeatFrame: string;
+  /** One timer for the earlier of the credentials' expiry and the rotation; none when neither applies. */
+  private deadline: ReturnType<typeof setTimeout> | undefined;
+  /** Epoch milliseconds of the rotation, until the deadline timer has seen it pass. */
+  private rotateAt: number | undefined;
+  /** The age has passed: the stream ends once its history is written. */
+  private rotationDue = false;
+  /** close('rotated') is under way: the subscription reports it as `closed`. */
+  private rotating = false;
   /** History is being handed over: it goes to the backlog, not the batch. */
   private replaying = true;
   /**
@@ -156,6 +174,8 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
     this.flusher = hub.flushScheduler();
     this.options = options;
     this.maxUnsentBytes = options.maxUnsentBytes;
+    // An empty `data:` line, so that EventSource dispatches it (data ""); no `id:`, so that it never moves lastEventId.
+    this.heartbeatFrame = options.heartbeatEvent === undefined ? HEARTBEAT : `event: ${options.heartbeatEvent}\ndata:\n\n`;
   }
 
   get isOpen(): boolean {
@@ -182,16 +202,19 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
       replay: this.options.replay,
       maxLoadingBytes: this.maxUnsentBytes,
       onEvent: (delivery) => this.enqueue(delivery),
-      onClose: (reason) => this.finish(reason),
+      onClose: (reason) => this.finish(this.rotating && reason === 'closed' ? 'rotated' : reason),
       onLive: () => {
         this.replaying = false;
+        // Not from inside the hub's hand-over: the subscription is still switching to live.
+        if (this.rotationDue) queueMicrotask(() => this.rotateIfCaughtUp());
       },
     });
     if (this.options.heartbeatMs > 0 && !this.finished) {
       this.heartbeats = this.hub.heartbeatScheduler(this.options.heartbeatMs);
       this.heartbeats.add(this);
     }
-    if (this.options.expiresAt !== undefined) this.armExpiry(this.options.expiresAt);
+    if (this.options.maxAgeMs !== undefined) this.rotateAt = Date.now() + this.options.maxAgeMs;
+    if (this.options.expiresAt !== undefined || this.rotateAt !== undefined) this.armDeadline();
     return this.subscription;
   }
 
@@ -212,23 +235,48 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
   }
 
   /** Ends the connection from the server side. */
-  close(reason: CloseReason = 'closed'): void {
-    if (this.subscription) this.subscription.close(reason);
+  close(reason: ConnectionCloseReason = 'closed'): void {
+    if (reason === 'rotated') this.rotating = true;
+    if (this.subscription) this.subscription.close(reason === 'rotated' ? 'closed' : reason);
     else this.finish(reason);
   }
 
-  /** Ends the stream when the credentials run out; the timer goes with the connection. */
-  private armExpiry(at: number): void {
+  /**
+   * Ends the stream when the credentials run out (at once) or the connection reaches its age (once
+   * its history is written), whichever comes first. Re-armed for what is left, so an expiry past
+   * setTimeout's limit, or after the rotation, still comes.
+   */
+  private armDeadline(): void {
+    this.deadline = undefined;
     if (this.finished) return;
-    const left = at - Date.now();
-    if (left <= 0) return this.close('expired');
-    // Not unref'd: the open socket holds the process anyway, and finish() clears it.
-    this.expiryTimer = setTimeout(() => this.armExpiry(at), Math.min(left, MAX_TIMER_MS));
+    const now = Date.now();
+    const { expiresAt } = this.options;
+    if (expiresAt !== undefined && expiresAt <= now) return this.close('expired');
+    if (this.rotateAt !== undefined && this.rotateAt <= now) {
+      this.rotateAt = undefined;
+      this.rotationDue = true;
+      this.rotateIfCaughtUp();
+      if (this.finished) return;
+    }
+    const next = Math.min(expiresAt ?? Infinity, this.rotateAt ?? Infinity);
+    if (next === Infinity) return;
+    this.deadline = setTimeout(() => this.armDeadline(), Math.min(next - now, MAX_TIMER_MS));
+    // The open response holds the process anyway; finish() clears the timer on every close path.
+    this.deadline.unref?.();
+  }
+
+  /**
+   * Rotates once the history is written: a clean end in the middle of it drops what does not fit
+   * maxUnsentBytes, the reconnect reads that again, and a history longer than one age allows
+   * would be read over and over.
+   */
+  private rotateIfCaughtUp(): void {
+    if (this.rotationDue && !this.finished && !this.replaying && !this.backlog) this.close('rotated');
   }
 
   heartbeat(): void {
     if (this.finished || this.blocked) return;
-    this.writeNow(HEARTBEAT);
+    this.writeNow(this.heartbeatFrame);
     this.account();
   }
 
@@ -240,7 +288,10 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
     if (this.finished || this.blocked || this.flushing) return;
     this.flushing = true;
     try {
-      if (this.backlog && !this.writeBacklog()) return;
+      if (this.backlog) {
+        if (!this.writeBacklog()) return;
+        if (this.rotationDue) queueMicrotask(() => this.rotateIfCaughtUp());
+      }
       if (this.taken === 0) return;
       const chunk = (this.batch as FrameBatch).chunk(this.taken);
       this.batch = undefined;
@@ -408,12 +459,13 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
     }
   }
 
-  private finish(reason: CloseReason): void {
+  private finish(reason: ConnectionCloseReason): void {
     if (this.finished) return;
     this.finished = true;
     this.flusher.cancel(this);
     this.heartbeats?.delete(this);
-    clearTimeout(this.expiryTimer);
+    clearTimeout(this.deadline);
+    this.deadline = undefined;
     // What was accepted for this client is sent before a clean end, within what it may hold unsent:
     // a longer history is not copied into the socket at the end (the client resumes from its last
     // complete event), and the live events queued behind it wait for it too.
@@ -431,7 +483,7 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
     this.pendingBytes = 0;
     this.account();
     if (!this.transportGone) {
-      if (reason === 'hub_closed' || reason === 'closed' || reason === 'interrupted' || reason === 'expired') {
+      if (reason === 'hub_closed' || reason === 'closed' || reason === 'interrupted' || reason === 'expired' || reason === 'rotated') {
         // A clean end delivers what was already accepted for this client.
         this.safely(() => {
           if (history) this.transport.write(history);

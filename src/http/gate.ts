@@ -1,7 +1,7 @@
 import type { Hub } from '../core/hub.js';
 import type { EventMapBase } from '../core/types.js';
 import { reportFailure } from '../core/report.js';
-import { nonNegativeInt, positiveInt } from '../core/validate.js';
+import { heartbeatEventName, nonNegativeInt, positiveInt } from '../core/validate.js';
 import { UnsentBudget } from './budget.js';
 import type { ConnectionOptions } from './connection.js';
 import type { CompressOption } from './compression.js';
@@ -79,8 +79,34 @@ export interface SseHandlerOptions<Req> {
    * @defaultValue 3000
    */
   retryMs?: number | RetryRange;
-  /** Idle time before a `:heartbeat` comment; 0 disables. @defaultValue the hub's `heartbeatMs` (30000) */
+  /** Idle time before a heartbeat; 0 disables. @defaultValue the hub's `heartbeatMs` (30000) */
   heartbeatMs?: number;
+  /**
+   * Send heartbeats as an event of this type, `event: <name>` with an empty
+   * `data:` line and no `id:`, instead of a `:heartbeat` comment. A browser
+   * never shows a page a comment; an event it dispatches (with data `""`), so
+   * a page can tell a quiet stream from a dead one with
+   * `source.addEventListener(name, …)`. Having no id, it never moves the
+   * browser's `lastEventId`. Not empty, not `message` or `resync`, no CR, LF
+   * or NUL. `false` sends the comment even when the hub names an event.
+   * @defaultValue the hub's `heartbeatEvent` (none: a `:heartbeat` comment)
+   * @see https://html.spec.whatwg.org/multipage/server-sent-events.html#dispatchMessage
+   */
+  heartbeatEvent?: string | false;
+  /**
+   * Ends each stream cleanly once it has been open this long, the way a hub
+   * shutdown does: what was accepted for the client is sent, then the
+   * response ends, and the client reconnects (after its `retry:`) with its
+   * Last-Event-ID and misses nothing. It spreads long-lived connections over
+   * instances added since they opened, and ends a response before a proxy,
+   * load balancer or serverless platform that caps response duration cuts
+   * it. A range `{ min, max }` draws an age per connection, uniformly, so
+   * connections opened together do not all come back together. A connection
+   * still sending its history when its age passes ends once that is sent.
+   * Positive integers of milliseconds.
+   * @defaultValue undefined (connections are not rotated)
+   */
+  maxConnectionAgeMs?: number | MsRange;
   /** Bytes a client may have unsent before it is cut off as a slow consumer. @defaultValue 1048576 (1 MiB) */
   maxUnsentBytes?: number;
   /** Events replayed per stream on a fresh connection. @defaultValue the hub's `replay` (10) */
@@ -105,11 +131,14 @@ export interface SseHandlerOptions<Req> {
   onError?: (error: unknown, req: Req) => void;
 }
 
-/** Bounds (inclusive, milliseconds) of a per-connection random `retry:` hint. */
-export interface RetryRange {
+/** Bounds (inclusive, milliseconds) of a value drawn per connection: a `retry:` hint, a connection's age. */
+export interface MsRange {
   min: number;
   max: number;
 }
+
+/** Bounds (inclusive, milliseconds) of a per-connection random `retry:` hint. */
+export type RetryRange = MsRange;
 
 /** The framework-neutral view of a request that the gate reads. */
 export interface RequestView {
@@ -155,8 +184,10 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
   private readonly maxConnections: number;
   readonly budget: UnsentBudget;
   private readonly maxStreams: number;
-  private readonly retryMs: RetryRange;
+  private readonly retryMs: MsRange;
   private readonly heartbeatMs: number;
+  private readonly heartbeatEvent: string | undefined;
+  private readonly maxAgeMs: MsRange | undefined;
   private readonly maxUnsentBytes: number;
 
   constructor(hub: Hub<M>, options: SseHandlerOptions<Req> = {}) {
@@ -164,8 +195,13 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
     this.options = options;
     this.maxPerPrincipal = positiveInt(options.maxConnectionsPerPrincipal ?? 10, 'maxConnectionsPerPrincipal');
     this.maxStreams = positiveInt(options.maxStreamsPerConnection ?? 50, 'maxStreamsPerConnection');
-    this.retryMs = retryRange(options.retryMs ?? 3000);
+    this.retryMs = msRange(options.retryMs ?? 3000, 'retryMs', nonNegativeInt);
     this.heartbeatMs = nonNegativeInt(options.heartbeatMs ?? hub.options.heartbeatMs, 'heartbeatMs');
+    const heartbeatEvent = options.heartbeatEvent;
+    this.heartbeatEvent =
+      heartbeatEvent === undefined ? hub.options.heartbeatEvent : heartbeatEvent === false ? undefined : heartbeatEventName(heartbeatEvent);
+    this.maxAgeMs =
+      options.maxConnectionAgeMs === undefined ? undefined : msRange(options.maxConnectionAgeMs, 'maxConnectionAgeMs', positiveInt);
     this.maxUnsentBytes = positiveInt(options.maxUnsentBytes ?? 1024 * 1024, 'maxUnsentBytes');
     this.maxConnections = limit(options.maxConnections ?? 10_000, 'maxConnections');
     this.maxPerClient = limit(options.maxConnectionsPerClient ?? 100, 'maxConnectionsPerClient');
@@ -272,8 +308,10 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
         types: requestOptions.types,
         since: requestOptions.since,
         replay: this.options.replay,
-        retryMs: drawRetry(this.retryMs),
+        retryMs: draw(this.retryMs),
         heartbeatMs: this.heartbeatMs,
+        heartbeatEvent: this.heartbeatEvent,
+        maxAgeMs: this.maxAgeMs && draw(this.maxAgeMs),
         maxUnsentBytes: this.maxUnsentBytes,
         budget: this.budget,
         expiresAt,
@@ -343,20 +381,21 @@ function expiryOf(principal: Principal): number | undefined {
   return time;
 }
 
-function retryRange(option: number | RetryRange): RetryRange {
+/** A number of milliseconds, or `{ min, max }` to draw from per connection; `int` checks each bound. */
+function msRange(option: unknown, name: string, int: (value: number, name: string) => number): MsRange {
   if (typeof option === 'number') {
-    const ms = nonNegativeInt(option, 'retryMs');
+    const ms = int(option, name);
     return { min: ms, max: ms };
   }
   if (typeof option !== 'object' || option === null)
-    throw new TypeError(`retryMs must be a number of milliseconds or { min, max }, got ${String(option)}`);
-  const min = nonNegativeInt(option.min, 'retryMs.min');
-  const max = nonNegativeInt(option.max, 'retryMs.max');
-  if (min > max) throw new TypeError(`retryMs.min (${min}) must not exceed retryMs.max (${max})`);
+    throw new TypeError(`${name} must be a number of milliseconds or { min, max }, got ${String(option)}`);
+  const min = int((option as MsRange).min, `${name}.min`);
+  const max = int((option as MsRange).max, `${name}.max`);
+  if (min > max) throw new TypeError(`${name}.min (${min}) must not exceed ${name}.max (${max})`);
   return { min, max };
 }
 
-function drawRetry({ min, max }: RetryRange): number {
+function draw({ min, max }: MsRange): number {
   return min === max ? min : min + Math.floor(Math.random() * (max - min + 1));
 }
 

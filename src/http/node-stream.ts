@@ -4,10 +4,9 @@ import { TLSSocket } from 'node:tls';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import * as zlib from 'node:zlib';
 import type { Hub } from '../core/hub.js';
-import type { CloseReason } from '../core/subscription.js';
 import type { EventMapBase } from '../core/types.js';
 import { acceptsGzip, gzipSettings, gzipTransport, type CompressOptions } from './compression.js';
-import { SseConnection, type SseTransport } from './connection.js';
+import { SseConnection, type ConnectionCloseReason, type SseTransport } from './connection.js';
 import { isGone, SseGate, type Admission, type RequestView, type SseHandlerOptions } from './gate.js';
 import { reject, rejectionHeaders, streamHeaders, type Rejection } from './reject.js';
 
@@ -117,7 +116,7 @@ export function openNodeStream<M extends EventMapBase>(
   res: NodeResponse,
   admission: Admission,
   gzip: Required<CompressOptions> | null,
-  onClose?: (reason: CloseReason) => void,
+  onClose?: (reason: ConnectionCloseReason) => void,
   onError?: (error: unknown) => void,
 ): SseConnection<M> {
   const http2 = req.httpVersionMajor >= 2;
