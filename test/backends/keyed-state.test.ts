@@ -39,7 +39,8 @@ afterEach(async () => {
   for (const backend of opened.splice(0)) await backend.close();
 });
 
-type Factory = (bounds: { historySize: number; maxKeysPerStream: number }) => Promise<Backend>;
+type Bounds = { historySize: number; maxKeysPerStream: number; fanoutSize?: number };
+type Factory = (bounds: Bounds) => Promise<Backend>;
 
 const FACTORIES: { name: string; make: Factory; runs: number }[] = [
   {
@@ -52,13 +53,14 @@ const FACTORIES: { name: string; make: Factory; runs: number }[] = [
         {
           name: 'redis',
           runs: 100,
-          make: (async ({ historySize, maxKeysPerStream }) => redisBackend({ historySize }, { maxKeysPerStream })) as Factory,
+          make: (async ({ historySize, maxKeysPerStream, fanoutSize }) =>
+            redisBackend({ historySize }, { maxKeysPerStream, ...(fanoutSize ? { fanoutSize } : {}) })) as Factory,
         },
       ]
     : []),
 ];
 
-async function open(make: Factory, bounds: { historySize: number; maxKeysPerStream: number }): Promise<Backend> {
+async function open(make: Factory, bounds: Bounds): Promise<Backend> {
   const backend = await make(bounds);
   await backend.open(context);
   opened.push(backend);
@@ -115,6 +117,29 @@ describe.each(FACTORIES)('keyed state on $name', ({ make, runs }) => {
           expect(got, `resume from ${from}`).toEqual(want);
           if (lost.length === 0) expect(got).toEqual(later.map((e) => e.seq));
         }
+
+        // Every stream ('*'): Redis may answer from its fan-out stream (everything later) or from the
+        // streams' own histories (as above); either way the contract holds.
+        for (const from of [0, ...log.map((e) => e.seq)]) {
+          const result = await backend.read({ streams: '*', after: { epoch, seq: from }, recent });
+          const later = log.filter((e) => e.seq > from);
+          const lost = later.filter((e) => !tailOf(e.stream).includes(e));
+          if (result.resync) {
+            expect(
+              lost.some((e) => e.key === undefined),
+              `* resume from ${from}`,
+            ).toBe(true);
+            continue;
+          }
+          const got = result.events.map((e) => e.seq);
+          expect(got).toEqual([...new Set(got)].sort((x, y) => x - y));
+          const laterSeqs = new Set(later.map((e) => e.seq));
+          expect(got.every((seq) => laterSeqs.has(seq))).toBe(true);
+          for (const e of later) {
+            if (tailOf(e.stream).includes(e) || latest.get(`${e.stream}\n${e.key}`) === e)
+              expect(got, `* resume from ${from}`).toContain(e.seq);
+          }
+        }
       }),
       { numRuns: runs },
     );
@@ -143,6 +168,19 @@ describe.each(FACTORIES)('keyed state on $name', ({ make, runs }) => {
     expect(resumed.events.map((e) => e.seq)).toContain(k3.seq);
     const stats = backend.stats();
     if ('evictedKeys' in stats) expect(stats).toMatchObject({ evictedKeys: 1, retainedKeys: 2 });
+  });
+
+  it("resumes every stream (*) past a trimmed fan-out from the streams' tails and keyed state", async () => {
+    const backend = await open(make, { historySize: 3, maxKeysPerStream: 10, fanoutSize: 5 });
+    const from = await publish(backend, 'a', -1);
+    for (let n = 0; n < 600; n++) await publish(backend, n % 2 ? 'a' : 'b', n, `k${n % 4}`);
+    const epoch = from.event.id.split('.')[0] as string;
+    const resumed = await backend.read({ streams: '*', after: { epoch, seq: from.seq }, recent: 0 });
+    expect(resumed.resync).toBeUndefined();
+    // Each stream's tail (the last 3) holds the latest of its two keys.
+    expect(resumed.events.map((e) => (e.event.data as { n: number }).n)).toEqual([594, 595, 596, 597, 598, 599]);
+    // From before an unkeyed event that is gone from every history: resync.
+    expect((await backend.read({ streams: '*', after: { epoch, seq: from.seq - 1 }, recent: 0 })).resync).toBe('expired');
   });
 
   it('reads every stream (*) with the keyed state of each', async () => {

@@ -239,7 +239,7 @@ describe.skipIf(!REDIS_URL)('RedisBackend', () => {
       expect(fanout).toBeGreaterThanOrEqual(100);
       expect(fanout).toBeLessThan(300);
       // The backend's own timer sweeps (every half TTL); sweep() runs the same script on demand.
-      await expect.poll(() => client.exists(`{${backend.prefix}}:s:idle`), { timeout: 2000 }).toBe(0);
+      await expect.poll(() => client.exists(`{${backend.prefix}}:s:idle`), { timeout: 5000 }).toBe(0);
       expect(await backend.sweep()).toBe(0);
       expect(await client.exists(`{${backend.prefix}}:s:kept`)).toBe(1);
       expect(await client.zrange(`{${backend.prefix}}:index`, '0', '-1')).toEqual(['kept']);

@@ -357,18 +357,23 @@ export class RedisBackend implements Backend {
     const [epoch, seqText, evictedThroughText, evictedAt] = reply;
     if (streams === '*') {
       const entries = (reply[4] as RawEntry[]).map(parseFanout);
-      const reached = reply[5] === 1;
-      const oldest = entries.at(-1);
       const events = entries.reverse().map(fromFanout);
+      if (mode === 'after') {
+        const answer = reply[6] as [string, ...[string, RawEntry[], (string | null)[]][]];
+        if (answer[0] === 'fanout') return [reply, events, true];
+        if (answer[0] === 'expired') return [reply, 'expired', false];
+        // The fan-out stream no longer reached the position; the streams' histories and keyed state did.
+        const merged: StoredEvent[] = [];
+        for (const [stream, found, state] of answer.slice(1) as [string, RawEntry[], (string | null)[]][]) {
+          for (const packed of state) if (packed !== null) merged.push(fromState(epoch, stream, packed));
+          for (const entry of found) merged.push(fromHistory(epoch, stream, entry));
+        }
+        return [reply, merged.sort(bySeq), true];
+      }
+      const reached = reply[5] === 1;
+      const oldest = entries[0];
       // Complete when the scan stopped at its boundary, or reached the epoch's first event.
-      const complete =
-        reached ||
-        (mode === 'after'
-          ? oldest
-            ? oldest.seq === (position as number) + 1
-            : Number(seqText) === position
-          : !oldest || oldest.seq === 1);
-      if (mode === 'after') return [reply, complete ? events : 'expired', complete];
+      const complete = reached || !oldest || oldest.seq === 1;
       // Every stream's keyed state, less what the fan-out entries already hold.
       const state = reply[6] as string[];
       const held = new Set(events.map((event) => event.seq));

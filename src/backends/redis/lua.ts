@@ -274,8 +274,11 @@ return out
  * Returns { epoch, seq, evictedThrough, evictedAt, fanout entries newest
  * first, complete, keyed state }. For `recent` and `since`, the keyed state
  * is every stream's, as alternating stream names and packed events (the
- * caller drops those the entries hold); `after` is answered from the
- * fan-out stream alone, so a resume past it resyncs.
+ * caller drops those the entries hold). For `after`, it is { 'fanout' } when
+ * the fan-out stream still reaches the position; else the streams' own
+ * histories answer, as for named streams: { 'streams', { stream, entries,
+ * state }... }, or { 'expired' } when one of them lost an event after it
+ * that nothing stands for.
  */
 export const READ_ALL: string = `${UNDECLARED_KEYS}${PRELUDE}
 local mode, after, since, count, prefix = ARGV[1], tonumber(ARGV[2]), ARGV[2], tonumber(ARGV[3]), ARGV[4]
@@ -298,17 +301,43 @@ while not reached do
 end
 out[5] = entries
 out[6] = reached and 1 or 0
-local state = {}
+-- Keyed state lives per stream; which streams exist is known only from the index (undeclared keys).
+local streams = redis.call('ZRANGE', index, 0, -1)
 if mode ~= 'after' then
-  -- Keyed state lives per stream; which streams have any is known only from the index (undeclared keys).
-  for _, stream in ipairs(redis.call('ZRANGE', index, 0, -1)) do
+  local state = {}
+  for _, stream in ipairs(streams) do
     for _, packed in ipairs(redis.call('HVALS', prefix .. 'k:' .. stream)) do
       state[#state + 1] = stream
       state[#state + 1] = packed
     end
   end
+  out[7] = state
+  return out
 end
-out[7] = state
+local oldest = entries[#entries]
+if reached or (oldest and tonumber(oldest[2][4]) == after + 1) or (not oldest and tonumber(out[2]) == after) then
+  out[7] = { 'fanout' }
+  return out
+end
+-- The fan-out stream was trimmed past the position: each stream's tail and keyed state may still cover it.
+if tonumber(out[3]) > after then
+  out[7] = { 'expired' }
+  return out
+end
+local perStream = { 'streams' }
+for _, stream in ipairs(streams) do
+  local trimmed = redis.call('HGET', trim, stream) or '0|'
+  if (tonumber(string.match(trimmed, '^(%d*)')) or 0) > after then
+    out[7] = { 'expired' }
+    return out
+  end
+  local found = redis.call('XRANGE', prefix .. 's:' .. stream, string.format('%d-0', after + 1), '+')
+  local below = found[1] and string.format('(%d', seqOf(found[1][1])) or '+inf'
+  local keys = redis.call('ZRANGEBYSCORE', prefix .. 'z:' .. stream, string.format('(%d', after), below)
+  local state = #keys > 0 and redis.call('HMGET', prefix .. 'k:' .. stream, unpack(keys)) or {}
+  perStream[#perStream + 1] = { stream, found, state }
+end
+out[7] = perStream
 return out
 `;
 
