@@ -420,7 +420,9 @@ function connect() {
   for (const agent of agents) url.searchParams.append('agent_id', agent);
   const current = (client = createClient(url, {
     headers: authHeaders,
-    // A named heartbeat has empty data; everything else is JSON.
+    // A named heartbeat has empty data; everything else is JSON. The client's own `heartbeatEvent`
+    // option is not set on purpose: it would keep heartbeats from every listener, and the page's
+    // live/stale indicator listens for them.
     parse: (data, type) => (type === config.heartbeatEvent ? null : JSON.parse(data)),
     // The client replaces a connection silent for three intervals; the page says "stale" after two.
     heartbeatTimeoutMs: 3 * config.heartbeatMs,
