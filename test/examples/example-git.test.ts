@@ -362,11 +362,12 @@ describe('GitService', () => {
     const { events, service } = recorder();
     const dir = path.join(root, 'work');
     const error = await service
-      .clone({ sandboxId: 'sb-1', url: `http://127.0.0.1:${port}/repo.git`, dir, timeoutMs: 500 })
+      // Long enough for git and its HTTP helper to start and connect on a loaded machine (500 ms was not, beside the browser tests).
+      .clone({ sandboxId: 'sb-1', url: `http://127.0.0.1:${port}/repo.git`, dir, timeoutMs: 2000 })
       .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(GitError);
     expect((error as GitError).timedOut).toBe(true);
-    expect((error as GitError).message).toBe('git clone timed out after 500 ms and was killed');
+    expect((error as GitError).message).toBe('git clone timed out after 2000 ms and was killed');
     expect(statuses(events)).toEqual(['started', 'failed']);
     expect(sockets.size).toBeGreaterThan(0); // git really connected before it was killed
     // The whole process group was killed: git's HTTP helper let go of its connection too.

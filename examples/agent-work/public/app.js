@@ -27,6 +27,8 @@ const AGENT_ID = /^[A-Za-z0-9_-]{1,64}$/;
 const MAX_AGENTS = 50;
 /** Lines a card's terminal keeps; the server keeps fewer (docs/example.md). */
 const MAX_TERMINAL_LINES = 2000;
+/** Cards the page keeps; past it the oldest finished ones go (the server keeps ~140 tasks per agent). */
+const MAX_CARDS = 300;
 const GIT_OPERATIONS = ['clone', 'branch', 'commit', 'push'];
 const EVENT_TYPES = ['task_status', 'sandbox_status', 'git_operation', 'command_output', 'pr_created'];
 const CONNECTION_LABELS = { connecting: 'connecting', open: 'live', reconnecting: 'reconnecting', closed: 'closed' };
@@ -165,7 +167,20 @@ function cardFor(taskId, agent, timestamp) {
   });
   cards.set(taskId, card);
   place(card);
+  prune();
   return card;
+}
+
+/** A page kept open for days keeps its newest cards: the oldest that are not running go first. */
+function prune() {
+  const els = [...$('tasks').children].reverse();
+  for (const el of els) {
+    if (cards.size <= MAX_CARDS) return;
+    const old = cards.get(el.dataset.taskId ?? '');
+    if (!old || old.status === 'running') continue;
+    el.remove();
+    cards.delete(old.id);
+  }
 }
 
 /** Newest first, by start time (or, until the task's record arrives, by its first event). */
