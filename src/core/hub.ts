@@ -502,7 +502,11 @@ function assertKey(key: unknown): asserts key is string {
       `key must be a non-empty string of at most ${MAX_KEY_LENGTH} characters, got ${typeof key === 'string' ? `${key.length} characters` : typeof key}`,
     );
   }
+  // Redis stores UTF-8: two keys differing only in a lone surrogate would both become U+FFFD there and collide.
+  if (LONE_SURROGATE.test(key)) throw new TypeError('key must be well-formed Unicode: it has a lone surrogate');
 }
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 function checkHeartbeatEvent(type: unknown): string | undefined {
   if (type === undefined) return undefined;

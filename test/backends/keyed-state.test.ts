@@ -46,7 +46,8 @@ const FACTORIES: { name: string; make: Factory; runs: number }[] = [
   {
     name: 'memory',
     runs: 300,
-    make: async ({ historySize, maxKeysPerStream }) => new MemoryBackend({ maxEventsPerStream: historySize, maxKeysPerStream }),
+    make: async ({ historySize, maxKeysPerStream }) =>
+      new MemoryBackend({ maxEventsPerStream: historySize, maxKeysPerStream, maxBytesPerStream: 16 * 1024 * 1024 }),
   },
   ...(BACKENDS.some((backend) => backend.name === 'redis')
     ? [
@@ -181,6 +182,47 @@ describe.each(FACTORIES)('keyed state on $name', ({ make, runs }) => {
     expect(resumed.events.map((e) => (e.event.data as { n: number }).n)).toEqual([594, 595, 596, 597, 598, 599]);
     // From before an unkeyed event that is gone from every history: resync.
     expect((await backend.read({ streams: '*', after: { epoch, seq: from.seq - 1 }, recent: 0 })).resync).toBe('expired');
+  });
+
+  // Review findings, each a test.
+  it('drops a key whose latest event the tail still holds without resyncing a resume the tail covers', async () => {
+    const backend = await open(make, { historySize: 100, maxKeysPerStream: 1 });
+    const first = await publish(backend, 'a', 0);
+    await publish(backend, 'a', 1, 'k1');
+    await publish(backend, 'a', 2, 'k2'); // k1 goes; the tail still holds everything
+    const epoch = first.event.id.split('.')[0] as string;
+    const resumed = await backend.read({ streams: ['a'], after: { epoch, seq: first.seq }, recent: 10 });
+    expect(resumed.resync).toBeUndefined();
+    expect(resumed.events.map((e) => (e.event.data as { n: number }).n)).toEqual([1, 2]);
+  });
+
+  it("answers since on every stream ('*') past a trimmed fan-out from the streams' tails and state, without resync", async () => {
+    const backend = await open(make, { historySize: 3, maxKeysPerStream: 10, fanoutSize: 5 });
+    const since = new Date(Date.now() - 1000).toISOString();
+    for (let n = 0; n < 600; n++) await publish(backend, n % 2 ? 'a' : 'b', n, `k${n % 4}`);
+    const named = await backend.read({ streams: ['a', 'b'], after: null, recent: 0, since });
+    const all = await backend.read({ streams: '*', after: null, recent: 0, since });
+    expect(named.resync).toBeUndefined();
+    expect(all.resync).toBeUndefined();
+    expect(all.events.map((e) => e.seq)).toEqual(named.events.map((e) => e.seq));
+    expect(all.events.map((e) => (e.event.data as { n: number }).n)).toEqual([594, 595, 596, 597, 598, 599]);
+  });
+
+  it('reads a stream with more keys than Lua can unpack at once (9,000)', { timeout: 60_000 }, async () => {
+    const backend = await open(make, { historySize: 5, maxKeysPerStream: 9_000, fanoutSize: 5 });
+    const first = await publish(backend, 'a', -1, 'first');
+    for (let n = 0; n < 9_000; n += 500) {
+      await Promise.all(Array.from({ length: 500 }, (_, i) => publish(backend, 'a', n + i, `key-${n + i}`)));
+    }
+    const epoch = first.event.id.split('.')[0] as string;
+    const fresh = await backend.read({ streams: ['a'], after: null, recent: 5 });
+    expect(fresh.events).toHaveLength(9_000);
+    const resumed = await backend.read({ streams: ['a'], after: { epoch, seq: first.seq }, recent: 5 });
+    expect(resumed.resync).toBeUndefined();
+    expect(resumed.events).toHaveLength(9_000);
+    const all = await backend.read({ streams: '*', after: { epoch, seq: first.seq }, recent: 5 });
+    expect(all.resync).toBeUndefined();
+    expect(all.events).toHaveLength(9_000);
   });
 
   it('reads every stream (*) with the keyed state of each', async () => {

@@ -273,10 +273,19 @@ describe('keyed events and named heartbeats: bad input', () => {
     ['an empty key', '', /key must be a non-empty string of at most 256 characters, got 0 characters/],
     ['a key of 257 characters', 'k'.repeat(257), /got 257 characters/],
     ['a number', 7, /got number/],
+    ['a key with a lone surrogate', 'x\uD800', /lone surrogate/],
+    ['a key with a lone low surrogate', '\uDC00x', /lone surrogate/],
   ])('rejects %s with a TypeError and stores nothing', async (_name, key, message) => {
     const h = hub();
     await expect(h.publish('a', 'command_output', { output: 'x', stream: 'stdout' }, { key: key as string })).rejects.toThrow(message);
     expect(h.stats()).toMatchObject({ published: 0, retainedEvents: 0, retainedKeys: 0 });
+  });
+
+  it('takes a key with a surrogate pair (an emoji)', async () => {
+    const h = hub();
+    await expect(h.publish('a', 'command_output', { output: 'x', stream: 'stdout' }, { key: 'task-\u{1F600}' })).resolves.toMatchObject({
+      key: 'task-\u{1F600}',
+    });
   });
 
   it('keeps the key on the published event and on what a subscriber gets, and counts the keys', async () => {

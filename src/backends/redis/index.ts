@@ -354,34 +354,32 @@ export class RedisBackend implements Backend {
     } catch (error) {
       throw this.failure(error, 'nothing was read');
     }
-    const [epoch, seqText, evictedThroughText, evictedAt] = reply;
+    const [epoch, , evictedThroughText, evictedAt] = reply;
     if (streams === '*') {
-      const entries = (reply[4] as RawEntry[]).map(parseFanout);
-      const events = entries.reverse().map(fromFanout);
-      if (mode === 'after') {
-        const answer = reply[6] as [string, ...[string, RawEntry[], (string | null)[]][]];
-        if (answer[0] === 'fanout') return [reply, events, true];
-        if (answer[0] === 'expired') return [reply, 'expired', false];
-        // The fan-out stream no longer reached the position; the streams' histories and keyed state did.
+      const events = (reply[4] as RawEntry[]).map(parseFanout).reverse().map(fromFanout);
+      const answer = reply[7] as ['fanout'] | ['expired'] | ['streams', number, ...[string, RawEntry[], (string | null)[]][]];
+      if (answer[0] === 'expired') return [reply, 'expired', false];
+      if (answer[0] === 'streams') {
+        // The fan-out stream no longer reached back far enough; the streams' histories and keyed state did.
         const merged: StoredEvent[] = [];
-        for (const [stream, found, state] of answer.slice(1) as [string, RawEntry[], (string | null)[]][]) {
-          for (const packed of state) if (packed !== null) merged.push(fromState(epoch, stream, packed));
+        for (const [stream, found, state] of answer.slice(2) as [string, RawEntry[], (string | null)[]][]) {
+          for (const packed of state) {
+            if (packed === null) continue;
+            const event = fromState(epoch, stream, packed);
+            if (mode !== 'since' || event.event.timestamp >= (position as string)) merged.push(event);
+          }
           for (const entry of found) merged.push(fromHistory(epoch, stream, entry));
         }
-        return [reply, merged.sort(bySeq), true];
+        return [reply, merged.sort(bySeq), answer[1] === 1];
       }
-      const reached = reply[5] === 1;
-      const oldest = entries[0];
-      // Complete when the scan stopped at its boundary, or reached the epoch's first event.
-      const complete = reached || !oldest || oldest.seq === 1;
-      // Every stream's keyed state, less what the fan-out entries already hold.
+      // Every stream's keyed state (recent and since), less what the fan-out entries already hold.
       const state = reply[6] as string[];
       const held = new Set(events.map((event) => event.seq));
       for (let i = 0; i < state.length; i += 2) {
         const event = fromState(epoch, state[i] as string, state[i + 1] as string);
         if (!held.has(event.seq) && (mode !== 'since' || event.event.timestamp >= (position as string))) events.push(event);
       }
-      return [reply, events.length > held.size ? events.sort(bySeq) : events, complete];
+      return [reply, events.length > held.size ? events.sort(bySeq) : events, true];
     }
     const evictedThrough = Number(evictedThroughText);
     const perStream: StoredEvent[][] = [];
@@ -389,9 +387,10 @@ export class RedisBackend implements Backend {
     for (let i = 0; i < streams.length; i++) {
       const [trim, exists, entries, state] = reply[4 + i] as HistoryReply;
       const stream = streams[i] as string;
-      const bar = trim.indexOf('|');
-      const gapThrough = exists ? Number(trim.slice(0, Math.max(bar, 0)) || 0) : evictedThrough;
-      const gapAt = exists ? trim.slice(bar + 1) : evictedAt;
+      // "<gapSeq>|<gapAt>|…" (lua.ts): what this stream lost that nothing stands for.
+      const [gapSeq = '', gapAtText = ''] = trim.split('|');
+      const gapThrough = exists ? Number(gapSeq || 0) : evictedThrough;
+      const gapAt = exists ? gapAtText : evictedAt;
       if (mode === 'after' && gapThrough > (position as number)) return [reply, 'expired', false];
       if (mode === 'since' && gapAt >= (position as string)) complete = false;
       const events = entries.map((entry) => fromHistory(epoch, stream, entry));

@@ -6,8 +6,10 @@
  *   meta    hash    epoch, seq, evictedThrough, evictedAt, lastAt
  *   fanout  stream  every event of every stream, in sequence order, `*` ids
  *   index   zset    stream name -> last publish or read (server time, ms)
- *   trim    hash    stream name -> "<seq>|<timestamp>" of the newest event it lost
- *                   without cover (an unkeyed event trimmed, or a key dropped)
+ *   trim    hash    stream name -> "<gapSeq>|<gapAt>|<trimmedSeq>|<trimmedAt>": the newest
+ *                   event it lost without cover (an unkeyed event trimmed, or a key
+ *                   dropped), then the newest event trimmed from its tail at all
+ *                   (older versions wrote the first two only)
  *   s:<name> stream the stream's history (its tail), entry id `<seq>-0`
  *   k:<name> hash   the stream's keyed state: key -> its latest event, packed
  *                   as a JSON array of strings [seq, ts, t, k, d, b, y]
@@ -87,6 +89,14 @@ local function nowMs()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local function seqOf(id) return tonumber(string.match(id, '^(%d+)')) end
+-- HMGET of any number of fields: unpack() stops near 8,000 values.
+local function hmget(key, fields)
+  local out = {}
+  for i = 1, #fields, 1000 do
+    for _, value in ipairs(redis.call('HMGET', key, unpack(fields, i, math.min(i + 999, #fields)))) do out[#out + 1] = value end
+  end
+  return out
+end
 `;
 
 // The scripts that drop histories whole. `prefix` is the hub's key prefix
@@ -137,15 +147,20 @@ local prefix, stream = ARGV[1], ARGV[5]
 local historySize, fanoutSize, maxStreams = tonumber(ARGV[10]), ARGV[11], tonumber(ARGV[12])
 local eventKey, maxKeys = ARGV[13], tonumber(ARGV[14])
 local evictedKeys = 0
--- Raises the stream's watermark of what it lost without cover.
-local function markGap(seq, at)
-  local previous = redis.call('HGET', trim, stream) or '0|'
-  local bar = string.find(previous, '|', 1, true)
-  local oldSeq, oldAt = tonumber(string.sub(previous, 1, bar - 1)) or 0, string.sub(previous, bar + 1)
-  if seq < oldSeq then seq = oldSeq end
-  if at < oldAt then at = oldAt end
-  redis.call('HSET', trim, stream, string.format('%d', seq) .. '|' .. at)
+-- The stream's watermarks (see trim above), read once and written once.
+local marks, marked
+local function raise(index, seq, at)
+  if not marks then
+    local parts = {}
+    for part in string.gmatch((redis.call('HGET', trim, stream) or '') .. '|', '([^|]*)|') do parts[#parts + 1] = part end
+    marks = { tonumber(parts[1]) or 0, parts[2] or '', tonumber(parts[3]) or 0, parts[4] or '' }
+  end
+  if seq > marks[index] then marks[index] = seq end
+  if at > marks[index + 1] then marks[index + 1] = at end
+  marked = true
 end
+local function markGap(seq, at) raise(1, seq, at) end
+local function markTrimmed(seq, at) raise(3, seq, at) end
 local epoch = ensureEpoch(prefix, ARGV[2], ARGV[3], tonumber(ARGV[4]))
 local seq = redis.call('HINCRBY', meta, 'seq', 1)
 -- If Redis's clock steps back, the event keeps the previous one's time: order is what since reads rely on.
@@ -163,20 +178,25 @@ redis.call('XADD', key, string.format('%d-0', seq), unpack(fields))
 if fresh then
   -- This stream may have been dropped whole before: a resume from before that must resync.
   local m = redis.call('HMGET', meta, 'evictedThrough', 'evictedAt')
-  if tonumber(m[1] or '0') > 0 then redis.call('HSET', trim, stream, m[1] .. '|' .. (m[2] or '')) end
+  if tonumber(m[1] or '0') > 0 then
+    markGap(tonumber(m[1]), m[2] or '')
+    markTrimmed(tonumber(m[1]), m[2] or '')
+  end
 end
 if eventKey ~= '' then
   redis.call('ZADD', stateIndex, seq, eventKey)
   redis.call('HSET', stateKey, eventKey, cjson.encode({ string.format('%d', seq), ts, ARGV[6], ARGV[7], ARGV[8], ARGV[9], eventKey }))
   if redis.call('ZCARD', stateIndex) > maxKeys then
-    -- The least recently updated key goes: a resume from before its latest event must resync.
+    -- The least recently updated key goes, and what it stood for with it: its latest event if
+    -- the tail no longer holds it, else only its earlier events the tail trimmed.
     local oldest = redis.call('ZPOPMIN', stateIndex)
     local packed = redis.call('HGET', stateKey, oldest[1])
     redis.call('HDEL', stateKey, oldest[1])
     evictedKeys = 1
     if packed then
       local old = cjson.decode(packed)
-      markGap(tonumber(old[1]), old[2])
+      raise(1, 0, '')
+      if tonumber(old[1]) <= marks[3] then markGap(tonumber(old[1]), old[2]) else markGap(marks[3], marks[4]) end
     end
   end
 end
@@ -185,6 +205,7 @@ if not fresh then
   if excess > 0 then
     local gone = redis.call('XRANGE', key, '-', '+', 'COUNT', excess)
     local gapSeq, gapAt = 0, ''
+    markTrimmed(seqOf(gone[#gone][1]), gone[#gone][2][2])
     for _, entry in ipairs(gone) do
       -- A keyed event whose key's latest is this one or a newer one is not lost: the state stands for it.
       local entryKey, covered = entry[2][12], false
@@ -201,6 +222,7 @@ if not fresh then
     if gapSeq > 0 then markGap(gapSeq, gapAt) end
   end
 end
+if marked then redis.call('HSET', trim, stream, string.format('%d|%s|%d|%s', marks[1], marks[2], marks[3], marks[4])) end
 redis.call('ZADD', index, nowMs(), stream)
 redis.call('XADD', fanout, 'MAXLEN', '~', fanoutSize, '*', 'e', epoch, 'n', seq, 's', stream, unpack(fields))
 if fresh then
@@ -259,8 +281,7 @@ for i = 5, #KEYS, 3 do
   -- The keyed events the entries do not hold: every one is older than the oldest entry.
   local below = oldest and string.format('(%d', seqOf(oldest[1])) or '+inf'
   local above = mode == 'after' and string.format('(%d', after) or '-inf'
-  local keys = redis.call('ZRANGEBYSCORE', stateIndex, above, below)
-  local state = #keys > 0 and redis.call('HMGET', stateKey, unpack(keys)) or {}
+  local state = hmget(stateKey, redis.call('ZRANGEBYSCORE', stateIndex, above, below))
   out[#out + 1] = { redis.call('HGET', trim, stream) or '', redis.call('EXISTS', key), entries, state }
   redis.call('ZADD', index, 'XX', now, stream)
 end
@@ -272,13 +293,15 @@ return out
  * order. KEYS: meta, fanout, index, trim. ARGV: mode, after seq or since
  * time, count, prefix.
  * Returns { epoch, seq, evictedThrough, evictedAt, fanout entries newest
- * first, complete, keyed state }. For `recent` and `since`, the keyed state
- * is every stream's, as alternating stream names and packed events (the
- * caller drops those the entries hold). For `after`, it is { 'fanout' } when
- * the fan-out stream still reaches the position; else the streams' own
- * histories answer, as for named streams: { 'streams', { stream, entries,
- * state }... }, or { 'expired' } when one of them lost an event after it
- * that nothing stands for.
+ * first, complete, state, fallback }:
+ *   - state: for `recent`, and `since` the fan-out stream answers, every
+ *     stream's keyed state as alternating stream names and packed events
+ *     (the caller drops those the entries hold, and filters `since` by time);
+ *   - fallback: for `after` and `since`, { 'fanout' } when the fan-out stream
+ *     still reaches back far enough; else the streams' own histories answer, as
+ *     for named streams: { 'streams', complete, { stream, entries oldest first,
+ *     state }... }, or { 'expired' } when an `after` read finds a stream that
+ *     lost an event after the position that nothing stands for.
  */
 export const READ_ALL: string = `${UNDECLARED_KEYS}${PRELUDE}
 local mode, after, since, count, prefix = ARGV[1], tonumber(ARGV[2]), ARGV[2], tonumber(ARGV[3]), ARGV[4]
@@ -301,43 +324,68 @@ while not reached do
 end
 out[5] = entries
 out[6] = reached and 1 or 0
+out[7] = {}
 -- Keyed state lives per stream; which streams exist is known only from the index (undeclared keys).
 local streams = redis.call('ZRANGE', index, 0, -1)
-if mode ~= 'after' then
-  local state = {}
+local oldest = entries[#entries]
+local covered = reached or (oldest and tonumber(oldest[2][4]) == (mode == 'after' and after + 1 or 1))
+  or (not oldest and (mode ~= 'after' or tonumber(out[2]) == after))
+if mode == 'recent' or (mode == 'since' and covered) then
+  local state = out[7]
   for _, stream in ipairs(streams) do
     for _, packed in ipairs(redis.call('HVALS', prefix .. 'k:' .. stream)) do
       state[#state + 1] = stream
       state[#state + 1] = packed
     end
   end
-  out[7] = state
+  out[8] = { 'fanout' }
   return out
 end
-local oldest = entries[#entries]
-if reached or (oldest and tonumber(oldest[2][4]) == after + 1) or (not oldest and tonumber(out[2]) == after) then
-  out[7] = { 'fanout' }
+if covered then
+  out[8] = { 'fanout' }
   return out
 end
 -- The fan-out stream was trimmed past the position: each stream's tail and keyed state may still cover it.
-if tonumber(out[3]) > after then
-  out[7] = { 'expired' }
+local answer = { 'streams', 1 }
+if mode == 'after' and tonumber(out[3]) > after then
+  out[8] = { 'expired' }
   return out
 end
-local perStream = { 'streams' }
+if mode == 'since' and out[4] >= since then answer[2] = 0 end
 for _, stream in ipairs(streams) do
-  local trimmed = redis.call('HGET', trim, stream) or '0|'
-  if (tonumber(string.match(trimmed, '^(%d*)')) or 0) > after then
-    out[7] = { 'expired' }
-    return out
+  local marks = redis.call('HGET', trim, stream) or ''
+  local historyKey = prefix .. 's:' .. stream
+  local found
+  if mode == 'after' then
+    if (tonumber(string.match(marks, '^(%d*)')) or 0) > after then
+      out[8] = { 'expired' }
+      return out
+    end
+    found = redis.call('XRANGE', historyKey, string.format('%d-0', after + 1), '+')
+  else
+    if (string.match(marks, '^[^|]*|([^|]*)') or '') >= since then answer[2] = 0 end
+    local newestFirst, cursor, older = {}, '+', false
+    while not older do
+      local batch = redis.call('XREVRANGE', historyKey, cursor, '-', 'COUNT', 200)
+      for _, entry in ipairs(batch) do
+        if entry[2][2] < since then
+          older = true
+          break
+        end
+        newestFirst[#newestFirst + 1] = entry
+      end
+      if #batch < 200 then break end
+      cursor = '(' .. batch[#batch][1]
+    end
+    found = {}
+    for i = #newestFirst, 1, -1 do found[#found + 1] = newestFirst[i] end
   end
-  local found = redis.call('XRANGE', prefix .. 's:' .. stream, string.format('%d-0', after + 1), '+')
   local below = found[1] and string.format('(%d', seqOf(found[1][1])) or '+inf'
-  local keys = redis.call('ZRANGEBYSCORE', prefix .. 'z:' .. stream, string.format('(%d', after), below)
-  local state = #keys > 0 and redis.call('HMGET', prefix .. 'k:' .. stream, unpack(keys)) or {}
-  perStream[#perStream + 1] = { stream, found, state }
+  local above = mode == 'after' and string.format('(%d', after) or '-inf'
+  local state = hmget(prefix .. 'k:' .. stream, redis.call('ZRANGEBYSCORE', prefix .. 'z:' .. stream, above, below))
+  answer[#answer + 1] = { stream, found, state }
 end
-out[7] = perStream
+out[8] = answer
 return out
 `;
 
