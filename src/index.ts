@@ -18,7 +18,17 @@ export { formatEvent, SseFormatError, type SseFormatErrorCode, type SseMessage }
 export { HeartbeatScheduler, type HeartbeatTarget } from './core/heartbeat.js';
 export { FlushScheduler, type Flushable } from './core/flush-scheduler.js';
 export { SsecastError, type SsecastErrorCode } from './core/errors.js';
-export type { EventMapBase, EventOf, PublishedEvent, ResyncData, ResyncEvent, ResyncReason, SubscriptionEvent } from './core/types.js';
+export { POSITION_EVENT } from './core/types.js';
+export type {
+  EventMapBase,
+  EventOf,
+  PositionEvent,
+  PublishedEvent,
+  ResyncData,
+  ResyncEvent,
+  ResyncReason,
+  SubscriptionEvent,
+} from './core/types.js';
 export {
   EventValidationError,
   type EventSchemas,

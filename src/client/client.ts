@@ -393,6 +393,8 @@ export class SseClient<M extends EventMapBase = EventMapBase> implements AsyncIt
           return;
         }
         this.healthy();
+        // The hub's position marker only moves the cursor (onId has taken its id): nothing to show.
+        if (event.type === 'ssecast-position') return;
         this.dispatch(event);
       },
       onId: (id) => {

@@ -55,6 +55,14 @@ export interface ReadResult {
    * (the client's cursor resets and its next connection is a fresh one).
    */
   position?: EventCursor | undefined;
+  /**
+   * The highest sequence number the streams read have lost without cover
+   * (trimmed unkeyed events, dropped keys, streams dropped whole): a resume
+   * from before it will resync. When a fresh replay leaves a client's cursor
+   * below it, the hub sends a position marker so that the next reconnect
+   * resumes from `position` instead. 0 or absent: nothing lost.
+   */
+  gapThrough?: number | undefined;
 }
 
 /** What the hub gives a backend when it opens it. */

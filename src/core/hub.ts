@@ -5,8 +5,16 @@ import { FlushScheduler } from './flush-scheduler.js';
 import { HeartbeatScheduler } from './heartbeat.js';
 import { reportFailure } from './report.js';
 import { formatEventId, MAX_EVENT_ID_LENGTH, parseEventId } from './ids.js';
-import { Subscription, type CloseReason, type Delivery, type SubscriptionOwner } from './subscription.js';
-import type { EventMapBase, PublishedEvent, ResyncData, ResyncEvent, ResyncReason } from './types.js';
+import { Subscription, type CloseReason, type Delivery, type PositionMarker, type SubscriptionOwner } from './subscription.js';
+import {
+  POSITION_EVENT,
+  type EventMapBase,
+  type PositionEvent,
+  type PublishedEvent,
+  type ResyncData,
+  type ResyncEvent,
+  type ResyncReason,
+} from './types.js';
 import { checkSchemas, EventValidationError, validatePayload, type EventSchemas, type StandardSchemaV1 } from './schema.js';
 import { heartbeatEventName, nonNegativeInt, positiveInt } from './validate.js';
 
@@ -244,7 +252,7 @@ export class Hub<M extends EventMapBase = EventMapBase> implements SubscriptionO
     const key = options?.key;
     if (key !== undefined) assertKey(key);
     assertEventName(type);
-    if (type === '' || type === 'resync') {
+    if (type === '' || type === 'resync' || type === POSITION_EVENT) {
       throw new TypeError(`event type ${JSON.stringify(type)} is ${type ? 'reserved for resume control events' : 'empty'}`);
     }
     if (this.schemas) data = (await this.validate(stream, type, data)) as M[K];
@@ -444,7 +452,8 @@ export class Hub<M extends EventMapBase = EventMapBase> implements SubscriptionO
         : resuming
           ? resyncDelivery({ reason: resync, lastEventId: echoId(lastEventId) }, resumeAt)
           : resyncDelivery({ reason: 'expired', since: since as string }, resumeAt);
-      this.counters.delivered += subscription.goLive(result.events, notice, resync || !cursor ? 0 : cursor.seq);
+      const marker = result.position && result.gapThrough ? positionMarker(resumeAt, result.position.seq, result.gapThrough) : undefined;
+      this.counters.delivered += subscription.goLive(result.events, notice, resync || !cursor ? 0 : cursor.seq, marker);
     } catch (error) {
       // The subscriber ends ('error') and resumes with its id; the operator hears why.
       if (!subscription.isClosed) this.report(error, { source: 'backend.read' });
@@ -480,6 +489,12 @@ function resyncDelivery(data: ResyncData, cursor: string): Delivery<ResyncEvent>
     bytes: utf8Length(frame),
     cursor,
   };
+}
+
+function positionMarker(cursor: string, seq: number, gapThrough: number): PositionMarker {
+  const frame = `event: ${POSITION_EVENT}\nid: ${cursor}\ndata:\n\n`;
+  const event: PositionEvent = { id: cursor, stream: null, type: POSITION_EVENT, data: '', timestamp: new Date().toISOString() };
+  return { delivery: { event, frame, bytes: utf8Length(frame), cursor, control: true }, seq, gapThrough };
 }
 
 function normaliseStreams(streams: readonly string[] | '*'): ReadonlySet<string> | '*' {

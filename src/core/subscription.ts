@@ -1,9 +1,9 @@
 import type { StoredEvent } from './backend.js';
 import { SsecastError } from './errors.js';
-import type { EventMapBase, PublishedEvent, ResyncEvent, SubscriptionEvent } from './types.js';
+import type { EventMapBase, PositionEvent, PublishedEvent, ResyncEvent, SubscriptionEvent } from './types.js';
 
 /** An event on its way to one subscriber, with its wire bytes. */
-export interface Delivery<E = PublishedEvent | ResyncEvent> {
+export interface Delivery<E = PublishedEvent | ResyncEvent | PositionEvent> {
   event: E;
   /** The SSE frame, shared by every subscriber of the event: write it as it is. */
   frame: string;
@@ -14,6 +14,17 @@ export interface Delivery<E = PublishedEvent | ResyncEvent> {
    * a `resync` the position its replay was read at (empty: the cursor resets).
    */
   cursor?: string | undefined;
+  /** A control frame (the position marker): written to the wire, never yielded by the iterator. */
+  control?: true | undefined;
+}
+
+/** @internal the position marker the hub offers after a replay, and when it is needed */
+export interface PositionMarker {
+  delivery: Delivery<PositionEvent>;
+  /** Its sequence number. */
+  seq: number;
+  /** Sent when the cursor the replay leaves the client is below this. */
+  gapThrough: number;
 }
 
 /**
@@ -67,6 +78,8 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
   private readonly onClose: ((reason: CloseReason) => void) | undefined;
   private readonly onLive: (() => void) | undefined;
   private lastSeq = 0;
+  /** The sequence number of the client's cursor after the last push: what its next resume would send. */
+  private cursorSeq: number | undefined;
   /** The cursor of the last event the consumer received (popped from the iterator, or pushed to onEvent). */
   private lastId: string | undefined;
   private loading: StoredEvent[] | null = [];
@@ -162,13 +175,22 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
   }
 
   /** @internal history has been read: release it, then what arrived meanwhile */
-  goLive(history: readonly StoredEvent[], resync: Delivery | undefined, after: number): number {
+  goLive(history: readonly StoredEvent[], resync: Delivery | undefined, after: number, marker?: PositionMarker): number {
     if (this.closeReason) return 0;
     let delivered = 0;
     this.lastSeq = after;
-    if (resync) this.push(resync);
+    if (resync) {
+      this.cursorSeq = marker?.seq;
+      this.push(resync);
+    }
     if (this.closeReason) return 0;
     for (const event of history) if (this.deliver(event)) delivered++;
+    // The replay left the client's cursor behind a loss (an old keyed event last, or newer ones
+    // filtered out): move it to where the replay was read, or its next reconnect resyncs again.
+    if (marker && this.cursorSeq !== undefined && this.cursorSeq < marker.gapThrough && !this.closeReason) {
+      this.push(marker.delivery);
+      if (marker.seq > this.lastSeq) this.lastSeq = marker.seq;
+    }
     const pending = this.loading ?? [];
     this.loading = null;
     for (const event of pending) if (this.deliver(event)) delivered++;
@@ -197,6 +219,7 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
     if (event.seq <= this.lastSeq) return false;
     this.lastSeq = event.seq;
     if (this.types && !this.types.has(event.event.type)) return false;
+    this.cursorSeq = event.seq;
     return this.push(event);
   }
 
@@ -213,6 +236,11 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
       }
       this.lastId = cursorOf(delivery, this.lastId);
       return !this.closeReason;
+    }
+    if (delivery.control && !this.queue?.length) {
+      // The consumer has taken everything before it: the cursor moves now, with nothing to yield.
+      this.lastId = cursorOf(delivery, this.lastId);
+      return true;
     }
     if (this.waiter) {
       const resolve = this.waiter;
@@ -264,9 +292,15 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
     if (this.onEvent) throw new TypeError('this subscription pushes to onEvent; it cannot also be iterated');
     return {
       next: () => {
-        const delivery = this.queue?.shift();
+        let delivery = this.queue?.shift();
+        while (delivery?.control) {
+          this.lastId = cursorOf(delivery, this.lastId);
+          delivery = this.queue?.shift();
+        }
         if (delivery) {
           this.lastId = cursorOf(delivery, this.lastId);
+          // A control frame right behind it has nothing to yield: the consumer is past it too.
+          while (this.queue?.[0]?.control) this.lastId = cursorOf(this.queue.shift() as Delivery, this.lastId);
           return Promise.resolve({ value: delivery.event as SubscriptionEvent<M>, done: false });
         }
         if (this.closeReason) {

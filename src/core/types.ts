@@ -37,6 +37,28 @@ export interface ResyncEvent {
   timestamp: string;
 }
 
+/** The type of the position marker: see {@link PositionEvent}. Reserved, like `resync`. */
+export const POSITION_EVENT = 'ssecast-position';
+
+/**
+ * A control frame that moves a client's cursor forward without showing it
+ * anything: `event: ssecast-position`, `id:` the position the replay was read
+ * at, empty data. The hub sends it after a fresh (or resync) replay whose last
+ * event the client received is older than an event its streams lost without
+ * cover: the latest event of a key kept beside a trimmed tail, or a replay whose
+ * newer events a `types` filter left out. Without it, that client's next
+ * reconnect would resume from behind the loss and resync every time. A page's
+ * `EventSource` has no listener for it; `ssecast/client` and the iterator API
+ * hide it.
+ */
+export interface PositionEvent {
+  id: string;
+  stream: null;
+  type: typeof POSITION_EVENT;
+  data: '';
+  timestamp: string;
+}
+
 /** Maps each event type to its payload type, so `publish` is type-checked. */
 export type EventMapBase = Record<string, unknown>;
 

@@ -589,7 +589,7 @@ describe('MemoryBackend', () => {
     const { b } = await open();
     for (const stream of ['a', 'a', 'a']) await b.append(draft(stream));
     const result = await b.read({ streams: ['a'], after: { epoch: 'ep1', seq: 3 }, recent: 2 });
-    expect(result).toEqual({ events: [], position: { epoch: 'ep1', seq: 3 } });
+    expect(result).toEqual({ events: [], position: { epoch: 'ep1', seq: 3 }, gapThrough: 0 });
     await b.close();
   });
 
@@ -600,7 +600,7 @@ describe('MemoryBackend', () => {
     expect(result.resync).toBe('expired');
     expect(ids(result.events)).toEqual(['ep1.3', 'ep1.4']);
     const exact = await b.read({ streams: ['a'], after: { epoch: 'ep1', seq: 2 }, recent: 10 });
-    expect(exact).toEqual({ events: [exact.events[0], exact.events[1]], position: { epoch: 'ep1', seq: 4 } });
+    expect(exact).toEqual({ events: [exact.events[0], exact.events[1]], position: { epoch: 'ep1', seq: 4 }, gapThrough: 2 });
     expect(ids(exact.events)).toEqual(['ep1.3', 'ep1.4']);
     await b.close();
   });
@@ -654,10 +654,24 @@ describe('MemoryBackend', () => {
 
   it('reports its retained history in stats', async () => {
     const { b } = await open();
-    expect(b.stats()).toEqual({ retainedStreams: 0, retainedEvents: 0, retainedBytes: 0, retainedKeys: 0, evictedStreams: 0, evictedKeys: 0 });
+    expect(b.stats()).toEqual({
+      retainedStreams: 0,
+      retainedEvents: 0,
+      retainedBytes: 0,
+      retainedKeys: 0,
+      evictedStreams: 0,
+      evictedKeys: 0,
+    });
     await b.append(draft('a'));
     await b.append(draft('b'));
-    expect(b.stats()).toEqual({ retainedStreams: 2, retainedEvents: 2, retainedBytes: 56, retainedKeys: 0, evictedStreams: 0, evictedKeys: 0 });
+    expect(b.stats()).toEqual({
+      retainedStreams: 2,
+      retainedEvents: 2,
+      retainedBytes: 56,
+      retainedKeys: 0,
+      evictedStreams: 0,
+      evictedKeys: 0,
+    });
     await b.close();
     expect(b.stats()).toMatchObject({ retainedStreams: 0, retainedEvents: 0, retainedBytes: 0 });
   });

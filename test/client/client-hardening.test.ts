@@ -438,3 +438,22 @@ describe('listeners', () => {
     expect(heard).toEqual([['first', 1]]);
   });
 });
+
+describe("the hub's position marker", () => {
+  it('moves lastEventId and is shown to no listener or iterator', async () => {
+    const server = await recordingServer((_req, res, n) => {
+      sseHead(res);
+      if (n === 1) res.end('id: e.1\nevent: message\ndata: {"message":"old state"}\n\nevent: ssecast-position\nid: e.40\ndata:\n\n');
+      else res.write(': quiet\n\n');
+    });
+    const { client, errors } = open(`${server.url}/events`);
+    const seen: string[] = [];
+    client.on('message', (event) => seen.push(event.type));
+    client.on('ssecast-position' as 'message', (event) => seen.push(event.type));
+    await waitUntil(() => server.requests.length === 2, 5000, 'the reconnect');
+    expect(seen).toEqual(['message']);
+    expect(server.requests[1]?.headers['last-event-id']).toBe('e.40');
+    expect(client.lastEventId).toBe('e.40');
+    expect(errors).toEqual([]);
+  });
+});

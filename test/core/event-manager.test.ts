@@ -313,3 +313,26 @@ describe('keyed events and named heartbeats: bad input', () => {
     expect(() => new EventManager({ maxKeysPerStream: 0 })).toThrow(/maxKeysPerStream/);
   });
 });
+
+describe('the position marker after a replay that ends on old state', () => {
+  it('moves an iterator subscription lastEventId without yielding anything, so a resume from it does not resync', async () => {
+    const h = hub({ historySize: 3, replay: 0 });
+    await h.publish('a', 'sandbox_status', { sandbox_id: 's', status: 'running' }, { key: 'sandbox' });
+    let last = '';
+    for (let i = 0; i < 10; i++) last = (await h.publish('a', 'command_output', { output: `${i}`, stream: 'stdout' })).id;
+    const subscription = h.subscribe({ streams: ['a'] });
+    const [state] = await take(subscription, 1);
+    expect(state).toMatchObject({ type: 'sandbox_status' });
+    await subscription.ready;
+    expect(subscription.lastEventId).toBe(last);
+    subscription.close();
+    const resumed = h.subscribe({ streams: ['a'], lastEventId: last });
+    await resumed.ready;
+    resumed.close();
+    expect(h.stats().resyncs).toBe(0);
+  });
+
+  it('refuses ssecast-position as an event type', async () => {
+    await expect(hub().publish('a', 'ssecast-position' as 'command_output', { output: '', stream: 'stdout' })).rejects.toThrow(/reserved/);
+  });
+});

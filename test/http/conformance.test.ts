@@ -350,6 +350,40 @@ describe.each(MATRIX)('$name', ({ adapter, backend }) => {
       expect(JSON.parse(lost.events[0]?.data as string)).toMatchObject({ reason: 'expired' });
     });
 
+    it('moves the cursor past a trimmed loss when the replay ends on old state, so reconnects do not resync again', async () => {
+      const { hub, server, url } = await setup({}, { historySize: 5, replay: 0 });
+      await hub.publish('a', 'status', { v: 1 }, { key: 'status' });
+      const ticks = await publishTicks(hub, 'a', 0, 20);
+      // replay 0: the state alone. Its event is old (seq 1), behind the 15 trimmed ticks.
+      const fresh = await openStream(url('stream=a'));
+      cleanups.push(() => fresh.close());
+      await fresh.waitFor((c) => c.events.length === 2);
+      expect(fresh.events[0]).toMatchObject({ event: 'status', data: '{"v":1}' });
+      // The position marker: no data to show, an id at the position the replay was read.
+      expect(fresh.events[1]).toEqual({ event: 'ssecast-position', id: ticks.at(-1), data: '' });
+      expect(fresh.raw).toContain(`event: ssecast-position\nid: ${ticks.at(-1)}\ndata:\n\n`);
+      // A reconnect from it resumes exactly, again and again: no resync on a quiet stream.
+      for (let i = 0; i < 3; i++) {
+        const again = await openStream(url('stream=a'), { 'last-event-id': fresh.events[1]?.id as string });
+        cleanups.push(() => again.close());
+        await sleep(40);
+        expect(again.events).toEqual([]);
+        again.close();
+      }
+      expect(hub.stats().resyncs).toBe(0);
+      // A types filter that leaves out the tail does the same; a replay that ends on the tail sends no marker.
+      const typed = await openStream(url('stream=a&types=status'));
+      const plain = await openStream(`${server.url}/events?stream=a&types=tick`);
+      cleanups.push(
+        () => typed.close(),
+        () => plain.close(),
+      );
+      await typed.waitFor((c) => c.events.length === 2);
+      expect(typed.events.map((e) => e.event)).toEqual(['status', 'ssecast-position']);
+      await sleep(40);
+      expect(plain.events).toEqual([]);
+    });
+
     it('applies since and types to the keyed state as to history', async () => {
       const { hub, url } = await setup({}, { historySize: 3 });
       await hub.publish('a', 'status', { v: 1 }, { key: 'status' });

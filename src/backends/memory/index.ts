@@ -64,19 +64,20 @@ export class MemoryBackend implements Backend {
     const { after, streams, recent, since } = query;
     const position = { epoch: this.epoch, seq: this.seq };
     if (streams !== '*') buffer.touch(streams);
+    const gapThrough = buffer.gapThrough(streams);
     if (!after && since !== undefined) {
       const found = readSince(buffer, streams, since);
-      return found.complete ? { events: found.events, position } : { events: found.events, resync: 'expired', position };
+      return { events: found.events, position, gapThrough, ...(found.complete ? {} : { resync: 'expired' as const }) };
     }
     if (after) {
       const resync = after.epoch !== this.epoch ? 'foreign' : after.seq > this.seq ? 'unknown' : undefined;
       if (!resync) {
         const events = readAfter(buffer, streams, after.seq);
-        if (events !== EXPIRED) return { events, position };
+        if (events !== EXPIRED) return { events, position, gapThrough };
       }
-      return { events: readRecent(buffer, streams, recent), resync: resync ?? 'expired', position };
+      return { events: readRecent(buffer, streams, recent), resync: resync ?? 'expired', position, gapThrough };
     }
-    return { events: readRecent(buffer, streams, recent), position };
+    return { events: readRecent(buffer, streams, recent), position, gapThrough };
   }
 
   stats(): Record<string, number> {

@@ -348,6 +348,22 @@ export class ReplayBuffer {
     return recent.length === before ? recent : recent.sort(bySeq);
   }
 
+  /** The highest seq `streams` have lost without cover (`'*'`: any stream): a resume from before it resyncs. */
+  gapThrough(streams: readonly string[] | '*'): number {
+    let gap = this.evictedThrough;
+    if (streams === '*') {
+      for (const history of this.streams.values()) if (history.gapThrough > gap) gap = history.gapThrough;
+      return gap;
+    }
+    gap = 0;
+    for (const stream of streams) {
+      const history = this.streams.get(stream);
+      const lost = history ? history.gapThrough : this.evictedThrough;
+      if (lost > gap) gap = lost;
+    }
+    return gap;
+  }
+
   /** Marks streams as used so that reading them keeps them from eviction. */
   touch(streams: readonly string[]): void {
     const now = this.now();

@@ -253,17 +253,17 @@ export class RedisBackend implements Backend {
       const [reply, events] = await this.readMode(streams, 'after', after.seq, 0);
       const resync = resyncReason(after, reply, events);
       if (!resync) return { events: events as StoredEvent[], position: positionOf(reply) };
-      const [freshReply, fresh] = await this.readMode(streams, 'recent', 0, recent);
-      return { events: fresh as StoredEvent[], resync, position: positionOf(freshReply) };
+      const [freshReply, fresh, , gapThrough] = await this.readMode(streams, 'recent', 0, recent);
+      return { events: fresh as StoredEvent[], resync, position: positionOf(freshReply), gapThrough };
     }
     if (since !== undefined) {
-      const [reply, found, complete] = await this.readMode(streams, 'since', since, 0);
+      const [reply, found, complete, gapThrough] = await this.readMode(streams, 'since', since, 0);
       const events = found as StoredEvent[];
       const position = positionOf(reply);
-      return complete ? { events, position } : { events, resync: 'expired', position };
+      return complete ? { events, position, gapThrough } : { events, resync: 'expired', position, gapThrough };
     }
-    const [reply, events] = await this.readMode(streams, 'recent', 0, recent);
-    return { events: events as StoredEvent[], position: positionOf(reply) };
+    const [reply, events, , gapThrough] = await this.readMode(streams, 'recent', 0, recent);
+    return { events: events as StoredEvent[], position: positionOf(reply), gapThrough };
   }
 
   async flush(): Promise<void> {
@@ -331,7 +331,7 @@ export class RedisBackend implements Backend {
     mode: 'after' | 'recent' | 'since',
     position: number | string,
     count: number,
-  ): Promise<[ReadReply, StoredEvent[] | 'expired', boolean]> {
+  ): Promise<[ReadReply, StoredEvent[] | 'expired', boolean, number]> {
     const commands = await this.ready('read history');
     const k = this.keys;
     let reply: ReadReply;
@@ -358,7 +358,8 @@ export class RedisBackend implements Backend {
     if (streams === '*') {
       const events = (reply[4] as RawEntry[]).map(parseFanout).reverse().map(fromFanout);
       const answer = reply[7] as ['fanout'] | ['expired'] | ['streams', number, ...[string, RawEntry[], (string | null)[]][]];
-      if (answer[0] === 'expired') return [reply, 'expired', false];
+      const gapThrough = Number(reply[8] ?? 0);
+      if (answer[0] === 'expired') return [reply, 'expired', false, gapThrough];
       if (answer[0] === 'streams') {
         // The fan-out stream no longer reached back far enough; the streams' histories and keyed state did.
         const merged: StoredEvent[] = [];
@@ -370,7 +371,7 @@ export class RedisBackend implements Backend {
           }
           for (const entry of found) merged.push(fromHistory(epoch, stream, entry));
         }
-        return [reply, merged.sort(bySeq), answer[1] === 1];
+        return [reply, merged.sort(bySeq), answer[1] === 1, gapThrough];
       }
       // Every stream's keyed state (recent and since), less what the fan-out entries already hold.
       const state = reply[6] as string[];
@@ -379,11 +380,12 @@ export class RedisBackend implements Backend {
         const event = fromState(epoch, state[i] as string, state[i + 1] as string);
         if (!held.has(event.seq) && (mode !== 'since' || event.event.timestamp >= (position as string))) events.push(event);
       }
-      return [reply, events.length > held.size ? events.sort(bySeq) : events, true];
+      return [reply, events.length > held.size ? events.sort(bySeq) : events, true, gapThrough];
     }
     const evictedThrough = Number(evictedThroughText);
     const perStream: StoredEvent[][] = [];
     let complete = true;
+    let highestGap = 0;
     for (let i = 0; i < streams.length; i++) {
       const [trim, exists, entries, state] = reply[4 + i] as HistoryReply;
       const stream = streams[i] as string;
@@ -391,7 +393,8 @@ export class RedisBackend implements Backend {
       const [gapSeq = '', gapAtText = ''] = trim.split('|');
       const gapThrough = exists ? Number(gapSeq || 0) : evictedThrough;
       const gapAt = exists ? gapAtText : evictedAt;
-      if (mode === 'after' && gapThrough > (position as number)) return [reply, 'expired', false];
+      if (gapThrough > highestGap) highestGap = gapThrough;
+      if (mode === 'after' && gapThrough > (position as number)) return [reply, 'expired', false, highestGap];
       if (mode === 'since' && gapAt >= (position as string)) complete = false;
       const events = entries.map((entry) => fromHistory(epoch, stream, entry));
       if (mode !== 'after') events.reverse();
@@ -405,7 +408,7 @@ export class RedisBackend implements Backend {
       perStream.push(older.length > 0 ? older.concat(events) : events);
     }
     const events = perStream.length === 1 ? (perStream[0] as StoredEvent[]) : perStream.flat().sort(bySeq);
-    return [reply, events, complete];
+    return [reply, events, complete, highestGap];
   }
 
   /** At startup, waits (bounded) for the connections; after that, fails at once while Redis is away. */

@@ -301,7 +301,8 @@ return out
  *     still reaches back far enough; else the streams' own histories answer, as
  *     for named streams: { 'streams', complete, { stream, entries oldest first,
  *     state }... }, or { 'expired' } when an `after` read finds a stream that
- *     lost an event after the position that nothing stands for.
+ *     lost an event after the position that nothing stands for;
+ *   - for `recent` and `since`, then the highest sequence number any stream lost without cover.
  */
 export const READ_ALL: string = `${UNDECLARED_KEYS}${PRELUDE}
 local mode, after, since, count, prefix = ARGV[1], tonumber(ARGV[2]), ARGV[2], tonumber(ARGV[3]), ARGV[4]
@@ -330,6 +331,15 @@ local streams = redis.call('ZRANGE', index, 0, -1)
 local oldest = entries[#entries]
 local covered = reached or (oldest and tonumber(oldest[2][4]) == (mode == 'after' and after + 1 or 1))
   or (not oldest and (mode ~= 'after' or tonumber(out[2]) == after))
+if mode ~= 'after' then
+  -- The highest loss without cover of any stream: a fresh replay that leaves a cursor below it is followed by a position marker.
+  local gap = tonumber(out[3]) or 0
+  for _, marks in ipairs(redis.call('HVALS', trim)) do
+    local lost = tonumber(string.match(marks, '^(%d*)')) or 0
+    if lost > gap then gap = lost end
+  end
+  out[9] = string.format('%d', gap)
+end
 if mode == 'recent' or (mode == 'since' and covered) then
   local state = out[7]
   for _, stream in ipairs(streams) do
