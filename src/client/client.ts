@@ -212,6 +212,15 @@ export class SseClient<M extends EventMapBase = EventMapBase> implements AsyncIt
     return this.last;
   }
 
+  /**
+   * `Date.now()` when the response or its bytes last arrived (0 before the
+   * first response): events, comments and heartbeats of either kind all count. A page polls it to tell a quiet
+   * stream from a dead one even with `heartbeatEvent` hiding the heartbeats.
+   */
+  get lastActivityAt(): number {
+    return this.lastByteAt;
+  }
+
   /** Why the client closed for good (a 401, a wrong content type, …); `undefined` while it runs or after `close()`. */
   get error(): SseClientError | undefined {
     return this.fatal;

@@ -457,3 +457,26 @@ describe("the hub's position marker", () => {
     expect(errors).toEqual([]);
   });
 });
+
+describe('lastActivityAt', () => {
+  it('moves with every chunk, heartbeats hidden by heartbeatEvent included', async () => {
+    let send: ((text: string) => void) | undefined;
+    const server = await recordingServer((_req, res) => {
+      sseHead(res);
+      send = (text) => res.write(text);
+    });
+    const { client } = open(`${server.url}/events`, { heartbeatEvent: 'ping' });
+    await waitUntil(() => send !== undefined);
+    await sleep(50);
+    const opened = client.lastActivityAt;
+    expect(opened).toBeGreaterThan(0);
+    await sleep(20);
+    send?.('event: ping\ndata:\n\n');
+    await waitUntil(() => client.lastActivityAt > opened, 5000, 'the heartbeat');
+    const first = client.lastActivityAt;
+    await sleep(20);
+    send?.(': comment\n\n');
+    await waitUntil(() => client.lastActivityAt > first, 5000, 'the comment');
+    expect(client.lastEventId).toBeUndefined();
+  });
+});
