@@ -5,7 +5,14 @@ import { FlushScheduler } from './flush-scheduler.js';
 import { HeartbeatScheduler } from './heartbeat.js';
 import { reportFailure } from './report.js';
 import { formatEventId, MAX_EVENT_ID_LENGTH, parseEventId } from './ids.js';
-import { Subscription, type CloseReason, type Delivery, type PositionMarker, type SubscriptionOwner } from './subscription.js';
+import {
+  positionDelivery,
+  Subscription,
+  type CloseReason,
+  type Delivery,
+  type PositionMarker,
+  type SubscriptionOwner,
+} from './subscription.js';
 import {
   POSITION_EVENT,
   type EventMapBase,
@@ -453,7 +460,7 @@ export class Hub<M extends EventMapBase = EventMapBase> implements SubscriptionO
           ? resyncDelivery({ reason: resync, lastEventId: echoId(lastEventId) }, resumeAt)
           : resyncDelivery({ reason: 'expired', since: since as string }, resumeAt);
       const marker = result.position && result.gapThrough ? positionMarker(resumeAt, result.position.seq, result.gapThrough) : undefined;
-      this.counters.delivered += subscription.goLive(result.events, notice, resync || !cursor ? 0 : cursor.seq, marker);
+      this.counters.delivered += subscription.goLive(result.events, notice, resync || !cursor ? 0 : cursor.seq, marker, result.position);
     } catch (error) {
       // The subscriber ends ('error') and resumes with its id; the operator hears why.
       if (!subscription.isClosed) this.report(error, { source: 'backend.read' });
@@ -492,9 +499,7 @@ function resyncDelivery(data: ResyncData, cursor: string): Delivery<ResyncEvent>
 }
 
 function positionMarker(cursor: string, seq: number, gapThrough: number): PositionMarker {
-  const frame = `event: ${POSITION_EVENT}\nid: ${cursor}\ndata:\n\n`;
-  const event: PositionEvent = { id: cursor, stream: null, type: POSITION_EVENT, data: '', timestamp: new Date().toISOString() };
-  return { delivery: { event, frame, bytes: utf8Length(frame), cursor, control: true }, seq, gapThrough };
+  return { delivery: positionDelivery(cursor), seq, gapThrough };
 }
 
 function normaliseStreams(streams: readonly string[] | '*'): ReadonlySet<string> | '*' {

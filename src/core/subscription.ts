@@ -1,4 +1,7 @@
 import type { StoredEvent } from './backend.js';
+import { utf8Length } from './encoder.js';
+import { formatEventId, type EventCursor } from './ids.js';
+import { POSITION_EVENT } from './types.js';
 import { SsecastError } from './errors.js';
 import type { EventMapBase, PositionEvent, PublishedEvent, ResyncEvent, SubscriptionEvent } from './types.js';
 
@@ -80,6 +83,8 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
   private lastSeq = 0;
   /** The sequence number of the client's cursor after the last push: what its next resume would send. */
   private cursorSeq: number | undefined;
+  /** Where history was read: everything of these streams up to it was delivered, filtered or left out of the replay on purpose. */
+  private readAt: EventCursor | undefined;
   /** The cursor of the last event the consumer received (popped from the iterator, or pushed to onEvent). */
   private lastId: string | undefined;
   private loading: StoredEvent[] | null = [];
@@ -175,12 +180,21 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
   }
 
   /** @internal history has been read: release it, then what arrived meanwhile */
-  goLive(history: readonly StoredEvent[], resync: Delivery | undefined, after: number, marker?: PositionMarker): number {
+  goLive(
+    history: readonly StoredEvent[],
+    resync: Delivery | undefined,
+    after: number,
+    marker?: PositionMarker,
+    readAt?: EventCursor,
+  ): number {
     if (this.closeReason) return 0;
     let delivered = 0;
     this.lastSeq = after;
+    this.readAt = readAt;
+    // A resuming client's cursor is its id; a resync moves it to where the replay was read.
+    this.cursorSeq = after > 0 ? after : undefined;
     if (resync) {
-      this.cursorSeq = marker?.seq;
+      this.cursorSeq = readAt?.seq;
       this.push(resync);
     }
     if (this.closeReason) return 0;
@@ -188,6 +202,7 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
     // The replay left the client's cursor behind a loss (an old keyed event last, or newer ones
     // filtered out): move it to where the replay was read, or its next reconnect resyncs again.
     if (marker && this.cursorSeq !== undefined && this.cursorSeq < marker.gapThrough && !this.closeReason) {
+      this.cursorSeq = marker.seq;
       this.push(marker.delivery);
       if (marker.seq > this.lastSeq) this.lastSeq = marker.seq;
     }
@@ -204,6 +219,22 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
       }
     }
     return delivered;
+  }
+
+  /**
+   * @internal The position marker a clean end sends (a rotation, an expiry, a
+   * shutdown), when the client's cursor is behind where this subscription
+   * has got to: the read position, or the newest event offered since
+   * (delivered or filtered out). Without it, a client with no id yet would
+   * reconnect as a fresh one and miss what was published meanwhile, and a
+   * `types` filter would leave it behind a trimmed history and resync.
+   */
+  endMarker(): Delivery<PositionEvent> | undefined {
+    const readAt = this.readAt;
+    if (!readAt) return undefined;
+    const seq = Math.max(readAt.seq, this.lastSeq);
+    if (this.cursorSeq !== undefined && this.cursorSeq >= seq) return undefined;
+    return positionDelivery(formatEventId(readAt.epoch, seq));
   }
 
   /** @internal history could not be read */
@@ -318,6 +349,17 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
       },
     };
   }
+}
+
+/**
+ * The position marker's frame (see `PositionEvent`): `event: ssecast-position`,
+ * the cursor as its id, empty data. A control delivery: written to the wire,
+ * never yielded by the iterator.
+ */
+export function positionDelivery(cursor: string): Delivery<PositionEvent> {
+  const frame = `event: ${POSITION_EVENT}\nid: ${cursor}\ndata:\n\n`;
+  const event: PositionEvent = { id: cursor, stream: null, type: POSITION_EVENT, data: '', timestamp: new Date().toISOString() };
+  return { event, frame, bytes: utf8Length(frame), cursor, control: true };
 }
 
 /** Where a delivery leaves the consumer's cursor: stored events carry their id; a resync may move or reset it. */

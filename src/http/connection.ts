@@ -477,6 +477,10 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
       else deliverQueued = false;
     }
     const unsent = this.taken > 0 && deliverQueued ? (this.batch as FrameBatch).chunk(this.taken) : undefined;
+    // Everything accepted is going out: the client's cursor can move to where the subscription got
+    // to, so a client with no id yet, or one whose types filter left it behind, resumes without a gap
+    // or a resync. Not after an interruption: that client must resume from its own last event.
+    const marker = deliverQueued && reason !== 'interrupted' ? this.subscription?.endMarker() : undefined;
     this.dropBacklog();
     this.batch = undefined;
     this.taken = 0;
@@ -488,6 +492,7 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
         this.safely(() => {
           if (history) this.transport.write(history);
           if (unsent) this.transport.write(unsent);
+          if (marker) this.transport.write(marker.frame);
           if (reason === 'expired') this.transport.write(EXPIRED);
           this.transport.end();
         });

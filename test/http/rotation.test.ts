@@ -23,7 +23,7 @@ import { FASTIFY, FETCH, H2, HTTPS, NODE, openSse, type SseClient, type Transpor
  * timers.
  */
 
-type Events = { tick: { n: number } };
+type Events = { tick: { n: number }; rare: { n: number }; noise: { i: number } };
 
 const cleanups = cleanupAfterEach();
 
@@ -317,5 +317,64 @@ describe('rotation timers', () => {
       await hub.close();
     }
     expect(timers.created('armDeadline')).toBe(0);
+  });
+});
+
+// Adversarial review findings: a rotated client resumed as a fresh one (it had no id yet) and missed
+// what was published while it reconnected; a types filter left its id behind a trimmed history, so
+// every rotation resynced and repeated keyed events. The clean end now sends a position marker.
+describe.each(ADAPTERS)('rotation sends where the subscription got to, on $name', (adapter) => {
+  async function mountCounting(hubOptions: ConstructorParameters<typeof EventManager>[0], handler: Record<string, unknown>) {
+    const hub = new EventManager<Events>(hubOptions);
+    const lastEventIds: (string | undefined)[] = [];
+    const server = await adapter.mount(hub, {
+      ...handler,
+      streams: (req) => {
+        lastEventIds.push(req.header('last-event-id') || undefined);
+        return ['a'];
+      },
+    });
+    cleanups.push(
+      () => server.close(),
+      () => hub.close(),
+    );
+    return { hub, server, lastEventIds };
+  }
+
+  it('gives a client that had no id yet what was published while it reconnected', async () => {
+    const { hub, server, lastEventIds } = await mountCounting({ replay: 0 }, { maxConnectionAgeMs: 100, retryMs: 300 });
+    const got: number[] = [];
+    const source = new EventSource(`${server.url}/events`);
+    cleanups.push(() => source.close());
+    source.addEventListener('tick', (message) => got.push((JSON.parse(message.data) as { n: number }).n));
+    await waitUntil(() => hub.stats().connections === 1);
+    await waitUntil(() => hub.stats().connections === 0, 3000, 'the rotation');
+    // In the reconnect gap (retry 300 ms).
+    for (let n = 0; n < 15; n++) await hub.publish('a', 'tick', { n });
+    await waitUntil(() => got.length === 15, 5000, 'the events of the gap');
+    expect(got).toEqual(range(15));
+    expect(lastEventIds[1]).toMatch(/\.0$/);
+    expect(hub.stats().resyncs).toBe(0);
+  });
+
+  it('keeps a types filter on a busy stream in step: no resync and nothing twice across rotations', async () => {
+    const { hub, server, lastEventIds } = await mountCounting({ historySize: 20 }, { maxConnectionAgeMs: 150, retryMs: 10 });
+    const rare: number[] = [];
+    const source = new EventSource(`${server.url}/events?types=rare`);
+    cleanups.push(() => source.close());
+    source.addEventListener('rare', (message) => rare.push((JSON.parse(message.data) as { n: number }).n));
+    await waitUntil(() => hub.stats().connections === 1);
+    for (let round = 0; round < 4; round++) {
+      await hub.publish('a', 'rare', { n: round }, { key: 'status' });
+      for (let i = 0; i < 40; i++) {
+        await hub.publish('a', 'noise', { i });
+        await sleep(5);
+      }
+    }
+    await waitUntil(() => rare.length >= 4, 5000, 'every rare event');
+    await sleep(200);
+    expect(lastEventIds.length).toBeGreaterThan(2);
+    expect(rare).toEqual([0, 1, 2, 3]);
+    expect(hub.stats().resyncs).toBe(0);
   });
 });
