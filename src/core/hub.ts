@@ -16,7 +16,6 @@ import {
 import {
   POSITION_EVENT,
   type EventMapBase,
-  type PositionEvent,
   type PublishedEvent,
   type ResyncData,
   type ResyncEvent,
