@@ -715,3 +715,33 @@ describe('ReplayBuffer: replay since a time', () => {
     expect(buffer.sinceAll(T(2))).toEqual({ events: [expect.objectContaining({ seq: 2 })], complete: true });
   });
 });
+
+describe('ReplayBuffer: a stream with no history is charged only with its own drops', () => {
+  it('answers a stream never dropped with nothing missing, one dropped with EXPIRED, and forgets past maxStreams drops', () => {
+    const buffer = new ReplayBuffer({ maxStreams: 2 });
+    fill(buffer, [
+      ['a', 1],
+      ['x', 2],
+      ['y', 3], // x goes (maxStreams 2)
+      ['z', 4], // a goes
+    ]);
+    // b was never published: other streams' evictions are nothing it missed (a review finding: it resynced).
+    expect(seqs(buffer.after('b', 1))).toEqual([]);
+    expect(buffer.since('b', '2000-01-01T00:00:00.000Z').complete).toBe(true);
+    // x was dropped holding seq 2: a resume from before that has a gap; from after it does not.
+    expect(buffer.after('x', 1)).toBe(EXPIRED);
+    expect(seqs(buffer.after('x', 2))).toEqual([]);
+    // Published again, x still knows what it lost before.
+    fill(buffer, [['x', 5]]);
+    expect(buffer.after('x', 1)).toBe(EXPIRED);
+    expect(seqs(buffer.after('x', 2))).toEqual([5]);
+    // Past maxStreams remembered drops, the oldest are forgotten into one watermark that every absent stream is charged with.
+    fill(buffer, [
+      ['p', 6],
+      ['q', 7],
+      ['r', 8],
+      ['s', 9],
+    ]);
+    expect(buffer.after('b', 1)).toBe(EXPIRED);
+  });
+});

@@ -222,6 +222,16 @@ export class ReplayBuffer {
   private evictedThrough = 0;
   /** Newest timestamp held by any stream dropped whole. */
   private evictedAt = '';
+  /**
+   * What each recently dropped stream held (its newest seq and time), at most
+   * `maxStreams` of them: a stream that was never dropped is not charged with
+   * other streams' evictions, so a client following a stream with no history
+   * yet does not resync because some other stream went.
+   */
+  private readonly dropped = new Map<string, { seq: number; at: string }>();
+  /** The newest seq and time of drops that fell out of `dropped` (and of events kept by nothing at all). */
+  private forgottenThrough = 0;
+  private forgottenAt = '';
   evictions = 0;
   /** Keys dropped past `maxKeysPerStream` or the byte bounds (not counting whole streams). */
   evictedKeys = 0;
@@ -261,8 +271,8 @@ export class ReplayBuffer {
 
   append(event: StoredEvent): void {
     if (this.maxEventsPerStream === 0) {
-      this.evictedThrough = event.seq;
-      if (event.event.timestamp > this.evictedAt) this.evictedAt = event.event.timestamp;
+      this.evictedThrough = this.forgottenThrough = event.seq;
+      if (event.event.timestamp > this.evictedAt) this.evictedAt = this.forgottenAt = event.event.timestamp;
       return;
     }
     const now = this.now();
@@ -272,8 +282,10 @@ export class ReplayBuffer {
       history = new StreamHistory(now);
       // This stream may have been dropped whole before; what it held is gone,
       // so a resume from before the last drop must resync, not skip silently.
-      history.trimmedThrough = history.gapThrough = this.evictedThrough;
-      history.trimmedAt = history.gapAt = this.evictedAt;
+      const lost = this.lostWith(stream);
+      history.trimmedThrough = history.gapThrough = lost.seq;
+      history.trimmedAt = history.gapAt = lost.at;
+      this.dropped.delete(stream);
     }
     history.touchedAt = now;
     this.moveToBack(stream, history);
@@ -294,7 +306,7 @@ export class ReplayBuffer {
    */
   after(stream: string, seq: number): StoredEvent[] | typeof EXPIRED {
     const history = this.streams.get(stream);
-    if (!history) return this.evictedThrough > seq ? EXPIRED : [];
+    if (!history) return this.lostWith(stream).seq > seq ? EXPIRED : [];
     if (history.gapThrough > seq) return EXPIRED;
     return history.after(seq);
   }
@@ -316,7 +328,7 @@ export class ReplayBuffer {
    */
   since(stream: string, iso: string): { events: StoredEvent[]; complete: boolean } {
     const history = this.streams.get(stream);
-    if (!history) return { events: [], complete: this.evictedAt < iso };
+    if (!history) return { events: [], complete: this.lostWith(stream).at < iso };
     return { events: history.since(iso), complete: history.gapAt < iso };
   }
 
@@ -358,7 +370,7 @@ export class ReplayBuffer {
     gap = 0;
     for (const stream of streams) {
       const history = this.streams.get(stream);
-      const lost = history ? history.gapThrough : this.evictedThrough;
+      const lost = history ? history.gapThrough : this.lostWith(stream).seq;
       if (lost > gap) gap = lost;
     }
     return gap;
@@ -432,5 +444,18 @@ export class ReplayBuffer {
     if (history.lastSeq > this.evictedThrough) this.evictedThrough = history.lastSeq;
     if (history.lastAt > this.evictedAt) this.evictedAt = history.lastAt;
     this.evictions++;
+    this.dropped.delete(stream);
+    this.dropped.set(stream, { seq: history.lastSeq, at: history.lastAt });
+    if (this.dropped.size > this.maxStreams) {
+      const [oldest, lost] = this.dropped.entries().next().value as [string, { seq: number; at: string }];
+      this.dropped.delete(oldest);
+      if (lost.seq > this.forgottenThrough) this.forgottenThrough = lost.seq;
+      if (lost.at > this.forgottenAt) this.forgottenAt = lost.at;
+    }
+  }
+
+  /** What a stream that has no history now lost when it was dropped, as far as anyone remembers. */
+  private lostWith(stream: string): { seq: number; at: string } {
+    return this.dropped.get(stream) ?? { seq: this.forgottenThrough, at: this.forgottenAt };
   }
 }
