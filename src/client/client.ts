@@ -724,12 +724,15 @@ function withoutQueryParameter(url: string, name: string): string {
 
 /**
  * What the server accepts as a heartbeatEvent (checked here, not imported: the client bundle imports
- * nothing). Hiding `message` or `resync` would hide data and resync notices.
+ * nothing). Hiding `message`, `error`, `open`, `resync` or `ssecast-position` would hide data, connection
+ * handlers' events or control frames.
  */
+const RESERVED_HEARTBEAT_NAMES = ['message', 'error', 'open', 'resync', 'ssecast-position'];
+
 function heartbeatEventName(type: unknown): string {
-  if (typeof type !== 'string' || type === '' || type === 'message' || type === 'resync' || /[\r\n\0]/.test(type))
+  if (typeof type !== 'string' || type === '' || RESERVED_HEARTBEAT_NAMES.includes(type) || /[\r\n\0]/.test(type))
     throw new TypeError(
-      `heartbeatEvent must be an event type without CR, LF or NUL, other than "message" and "resync"; got ${String(type)}`,
+      `heartbeatEvent must be an event type without CR, LF or NUL, other than ${RESERVED_HEARTBEAT_NAMES.map((n) => `"${n}"`).join(', ')}; got ${String(type)}`,
     );
   return type;
 }

@@ -13,14 +13,7 @@ import {
   type PositionMarker,
   type SubscriptionOwner,
 } from './subscription.js';
-import {
-  POSITION_EVENT,
-  type EventMapBase,
-  type PublishedEvent,
-  type ResyncData,
-  type ResyncEvent,
-  type ResyncReason,
-} from './types.js';
+import { POSITION_EVENT, type EventMapBase, type PublishedEvent, type ResyncData, type ResyncEvent, type ResyncReason } from './types.js';
 import { checkSchemas, EventValidationError, validatePayload, type EventSchemas, type StandardSchemaV1 } from './schema.js';
 import { heartbeatEventName, nonNegativeInt, positiveInt } from './validate.js';
 

@@ -16,13 +16,16 @@ export function nonNegativeInt(value: number, name: string): number {
 
 /**
  * A heartbeat sent as an event of this type must reach the page as that type and nothing else:
- * `message` would reach every `onmessage` handler as if it were data, `resync` would tell clients to
- * refetch their state, and CR, LF or NUL would inject fields.
+ * `message` would reach every `onmessage` handler as if it were data, `error` and `open` the
+ * handlers a page keeps for a lost and a restored connection, `resync` would tell clients to
+ * refetch their state, `ssecast-position` is the hub's marker, and CR, LF or NUL would inject fields.
  */
+export const RESERVED_HEARTBEAT_NAMES: readonly string[] = ['message', 'error', 'open', 'resync', 'ssecast-position'];
+
 export function heartbeatEventName(type: unknown, name = 'heartbeatEvent'): string {
-  if (typeof type !== 'string' || type === '' || type === 'resync' || type === 'message' || /[\r\n\0]/.test(type) || type.length > 256) {
+  if (typeof type !== 'string' || type === '' || RESERVED_HEARTBEAT_NAMES.includes(type) || /[\r\n\0]/.test(type) || type.length > 256) {
     throw new TypeError(
-      `${name} must be an event type of 1 to 256 characters without CR, LF or NUL, other than "message" and "resync"; got ${JSON.stringify(String(type).slice(0, 64))}`,
+      `${name} must be an event type of 1 to 256 characters without CR, LF or NUL, other than ${RESERVED_HEARTBEAT_NAMES.map((n) => `"${n}"`).join(', ')}; got ${JSON.stringify(String(type).slice(0, 64))}`,
     );
   }
   return type;

@@ -87,7 +87,7 @@ export interface SseHandlerOptions<Req> {
    * never shows a page a comment; an event it dispatches (with data `""`), so
    * a page can tell a quiet stream from a dead one with
    * `source.addEventListener(name, …)`. Having no id, it never moves the
-   * browser's `lastEventId`. Not empty, not `message` or `resync`, no CR, LF
+   * browser's `lastEventId`. Not empty, not `message`, `error`, `open`, `resync` or `ssecast-position`, no CR, LF
    * or NUL. `false` sends the comment even when the hub names an event.
    * @defaultValue the hub's `heartbeatEvent` (none: a `:heartbeat` comment)
    * @see https://html.spec.whatwg.org/multipage/server-sent-events.html#dispatchMessage

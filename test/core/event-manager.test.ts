@@ -301,8 +301,10 @@ describe('keyed events and named heartbeats: bad input', () => {
 
   it.each([
     ['', /heartbeatEvent must be an event type/],
-    ['message', /other than "message" and "resync"/],
-    ['resync', /other than "message" and "resync"/],
+    ['message', /other than "message", "error", "open", "resync", "ssecast-position"/],
+    ['resync', /other than "message", "error"/],
+    ['error', /other than "message", "error"/],
+    ['open', /other than "message", "error"/],
     ['beat\n', /without CR, LF or NUL/],
     [42, /heartbeatEvent must be an event type/],
   ])('refuses heartbeatEvent %j at construction', (heartbeatEvent, message) => {

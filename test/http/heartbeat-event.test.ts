@@ -86,11 +86,27 @@ describe.each(ADAPTERS)('heartbeats on $name', (adapter) => {
 });
 
 describe('heartbeatEvent validation', () => {
-  it('refuses, at construction, a name that is empty, message, resync, over 256 characters, or has CR, LF or NUL', () => {
+  it('refuses, at construction, a name that is empty, message, error, open, resync, ssecast-position, over 256 characters, or has CR, LF or NUL', () => {
     const hub = new EventManager<Events>();
     cleanups.push(() => hub.close());
-    const message = 'heartbeatEvent must be an event type of 1 to 256 characters without CR, LF or NUL, other than "message" and "resync"';
-    for (const bad of ['', 'message', 'resync', 'a\nb', 'a\rb', 'a\0b', 'x'.repeat(257), 42, true, null]) {
+    const message =
+      'heartbeatEvent must be an event type of 1 to 256 characters without CR, LF or NUL, other than "message", "error", "open", "resync", "ssecast-position"';
+    // error and open would fire a page's onerror and onopen on every heartbeat (a review finding).
+    for (const bad of [
+      '',
+      'message',
+      'error',
+      'open',
+      'resync',
+      'ssecast-position',
+      'a\nb',
+      'a\rb',
+      'a\0b',
+      'x'.repeat(257),
+      42,
+      true,
+      null,
+    ]) {
       expect(() => createSseHandler(hub, { heartbeatEvent: bad as string }), JSON.stringify(bad)).toThrow(TypeError);
       expect(() => createSseHandler(hub, { heartbeatEvent: bad as string }), JSON.stringify(bad)).toThrow(message);
     }
@@ -100,7 +116,7 @@ describe('heartbeatEvent validation', () => {
   });
 
   it('checks the client’s heartbeatEvent too', () => {
-    for (const bad of ['', 'message', 'resync', 'a\nb', 42]) {
+    for (const bad of ['', 'message', 'error', 'open', 'resync', 'ssecast-position', 'a\nb', 42]) {
       expect(() => createClient('http://127.0.0.1:9/', { heartbeatEvent: bad as string }), String(bad)).toThrow(TypeError);
     }
   });
