@@ -282,7 +282,8 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
       return true;
     }
     const queue = (this.queue ??= []);
-    if (queue.length >= this.maxQueue) {
+    // A control frame yields nothing and comes at most once per replay: it never makes a consumer slow.
+    if (queue.length >= this.maxQueue && !delivery.control) {
       this.close('slow_consumer');
       return false;
     }

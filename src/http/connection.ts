@@ -23,6 +23,12 @@ export interface SseTransport {
   readonly bufferedBytes: number;
   /** Ends the response cleanly (server-initiated close). */
   end(): void;
+  /**
+   * True when `end()` hands everything over and nothing can tear the
+   * response down later (a closed fetch body is the runtime's): no grace
+   * timer is kept for it.
+   */
+  readonly handsOverOnEnd?: boolean;
   /** Tears the response down at once (slow consumer, error). */
   abort(): void;
 }
@@ -496,11 +502,13 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
           if (reason === 'expired') this.transport.write(EXPIRED);
           this.transport.end();
         });
-        const grace = setTimeout(() => {
-          if (!this.transportGone) this.safely(() => this.transport.abort());
-        }, END_GRACE_MS);
-        grace.unref?.();
-        this.endGrace = grace;
+        if (!this.transport.handsOverOnEnd) {
+          const grace = setTimeout(() => {
+            if (!this.transportGone) this.safely(() => this.transport.abort());
+          }, END_GRACE_MS);
+          grace.unref?.();
+          this.endGrace = grace;
+        }
       } else this.safely(() => this.transport.abort());
     }
     const onClose = this.options.onClose;

@@ -82,6 +82,8 @@ export function eventStream<M extends EventMapBase>(
             return sink.bufferedBytes;
           },
           end: sink.end,
+          // A closed body is the runtime's: nothing can tear it down later, so no grace timer is kept.
+          handsOverOnEnd: true,
           abort: sink.abort,
         };
         if (gzip) {

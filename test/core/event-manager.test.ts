@@ -338,3 +338,18 @@ describe('the position marker after a replay that ends on old state', () => {
     await expect(hub().publish('a', 'ssecast-position' as 'command_output', { output: '', stream: 'stdout' })).rejects.toThrow(/reserved/);
   });
 });
+
+describe('the position marker and maxQueue', () => {
+  it('does not count against maxQueue: a replay that exactly fills the queue is not cut off by the marker', async () => {
+    const h = hub({ historySize: 2, replay: 0 });
+    for (let i = 0; i < 5; i++) await h.publish('a', 'sandbox_status', { sandbox_id: `s${i}`, status: 'running' }, { key: `k${i}` });
+    let last = '';
+    for (let i = 0; i < 5; i++) last = (await h.publish('a', 'command_output', { output: `${i}`, stream: 'stdout' })).id;
+    const subscription = h.subscribe({ streams: ['a'], maxQueue: 5 });
+    await subscription.ready;
+    expect(subscription.isClosed).toBe(false);
+    const state = await take(subscription, 5);
+    expect(state.map((event) => event.type)).toEqual(Array(5).fill('sandbox_status'));
+    expect(subscription.lastEventId).toBe(last);
+  });
+});

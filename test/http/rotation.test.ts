@@ -378,3 +378,28 @@ describe.each(ADAPTERS)('rotation sends where the subscription got to, on $name'
     expect(hub.stats().resyncs).toBe(0);
   });
 });
+
+describe('the end grace timer on a fetch body', () => {
+  it('is not kept for a closed body, which nothing can tear down later (review finding: 5 s per rotated connection)', async () => {
+    const adapter = ADAPTERS.find((candidate) => candidate.name.startsWith('fetch')) as (typeof ADAPTERS)[number];
+    const timers = watchTimers('src/http/connection.ts');
+    cleanups.push(() => timers.stop());
+    const hub = new EventManager<Events>();
+    const server = await adapter.mount(hub, { maxConnectionAgeMs: { min: 5, max: 20 }, retryMs: 0 });
+    cleanups.push(
+      () => server.close(),
+      () => hub.close(),
+    );
+    const client = createClient(`${server.url}/events?stream=a`, { backoff: { initialMs: 1, maxMs: 3 } });
+    cleanups.push(() => client.close());
+    for (let n = 0; n < 30; n++) {
+      await hub.publish('a', 'tick', { n });
+      await sleep(10);
+    }
+    client.close();
+    await waitUntil(() => hub.stats().connections === 0);
+    expect(timers.created('armDeadline')).toBeGreaterThan(3);
+    expect(timers.created('finish')).toBe(0);
+    await waitUntil(() => timers.live === 0, 2000, 'no timer left');
+  });
+});
