@@ -33,6 +33,17 @@ import { StringDecoder } from 'node:string_decoder';
  * @property {(options: { sandboxId: string }) => Promise<Sandbox>} create
  */
 
+/**
+ * Control characters (but tab) become U+FFFD, as a terminal would show something for them: JSON
+ * writes each as a six-byte \u escape, so a 16 KiB line of them (`cat` of a binary file) would
+ * be over the hub's 64 KiB maxEventBytes and fail a command that succeeded. U+FFFD is three bytes.
+ * @param {string} line
+ */
+export function printable(line) {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it replaces
+  return line.replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, '\uFFFD');
+}
+
 export const DEFAULT_TIMEOUT_MS = 120_000;
 export const MAX_LINE_LENGTH = 16 * 1024;
 export const TRUNCATED_SUFFIX = '…[truncated]';
@@ -479,7 +490,13 @@ export class SandboxService {
      * @param {string} line
      */
     const enqueue = (stream, line) => {
-      const data = { sandbox_id: sandbox.id, line: ++this.#line, output: `${line}\n`, stream, timestamp: new Date().toISOString() };
+      const data = {
+        sandbox_id: sandbox.id,
+        line: ++this.#line,
+        output: `${printable(line)}\n`,
+        stream,
+        timestamp: new Date().toISOString(),
+      };
       pending++;
       chain = chain.then(async () => {
         pending--;

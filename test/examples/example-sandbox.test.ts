@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { EventManager } from '../../src/index.js';
 import {
   E2BSandbox,
   EXIT_ABORTED,
@@ -13,6 +14,7 @@ import {
   SandboxService,
   TRUNCATED_SUFFIX,
   createSandboxProvider,
+  printable,
   type CommandOutputData,
   type Sandbox,
   type SandboxProvider,
@@ -279,6 +281,28 @@ describe('SandboxService', () => {
     expect(Object.keys(line?.data ?? {}).sort()).toEqual(['line', 'output', 'sandbox_id', 'stream', 'timestamp']);
     // One count across the service's runs (one task), from 1, in publish order, whichever pipe a line came from.
     expect(rec.events.flatMap((e) => (e.type === 'command_output' ? [e.data.line] : []))).toEqual([1, 2, 3, 4]);
+  });
+
+  it('publishes a line of control characters that JSON would blow past maxEventBytes, and the lines after it (review finding)', async () => {
+    const hub = new EventManager();
+    const published: { output: string }[] = [];
+    const service = new SandboxService({
+      provider: new LocalSandbox(),
+      emit: async (type, data) => {
+        await hub.publish('agent-1', type, data);
+        if (type === 'command_output') published.push(data as { output: string });
+      },
+    });
+    const sandbox = await service.start({ sandboxId: 'sb-bin', agentId: 'agent-1' });
+    sandboxes.push(sandbox);
+    workdirs.push(sandbox.workdir);
+    // 16 KiB of NULs: 98 KB as JSON \u0000 escapes, over the hub's 64 KiB; U+FFFD keeps it at 48 KiB.
+    expect(await service.run(sandbox, 'head -c 20000 /dev/zero; echo; echo after', { agentId: 'agent-1' })).toEqual({ exitCode: 0 });
+    await service.stop(sandbox, { agentId: 'agent-1' });
+    await hub.close();
+    expect(published.at(-1)?.output).toBe('after\n');
+    expect(published[0]?.output.startsWith('\uFFFD\uFFFD')).toBe(true);
+    expect(printable('a\tb\u0000\u001b[31mc\u007f')).toBe('a\tb\uFFFD\uFFFD[31mc\uFFFD');
   });
 
   it('publishes error with the message when creation fails, and rethrows', async () => {
