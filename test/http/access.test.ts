@@ -41,8 +41,10 @@ describe.each(MATRIX)('$name', ({ adapter, backend }) => {
   }
 
   it('ends the stream cleanly when the credentials expire, frees the slot, and answers 401 to the expired token', async () => {
-    const tokens: Record<string, Principal> = { short: { id: 'alice', streams: ['a'], expiresAt: Date.now() + 400 } };
+    const tokens: Record<string, Principal> = {};
     const { hub, url, publish } = await setup(tokens, 1);
+    // Minted just before use, with room for a loaded machine: the expiry must come after the first event.
+    tokens.short = { id: 'alice', streams: ['a'], expiresAt: Date.now() + 1200 };
     const client = await openStream(url('stream=a'), { 'x-token': 'short' });
     cleanups.push(() => client.close());
     expect(client.status).toBe(200);
