@@ -17,7 +17,7 @@ import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryBackend } from '../../src/backends/memory/index.js';
 import type { Backend, BackendContext, StoredEvent } from '../../src/core/backend.js';
-import { BACKENDS, redisBackend } from '../support/redis.js';
+import { BACKENDS, redisBackend, sharedClient } from '../support/redis.js';
 
 interface Published {
   seq: number;
@@ -234,5 +234,27 @@ describe.each(FACTORIES)('keyed state on $name', ({ make, runs }) => {
     await publish(backend, 'a', 4);
     const fresh = await backend.read({ streams: '*', after: null, recent: 1 });
     expect(fresh.events.map((e) => (e.event.data as { n: number }).n)).toEqual([0, 1, 4]);
+  });
+});
+
+describe.skipIf(!BACKENDS.some((backend) => backend.name === 'redis'))('keyed state on Redis: watermarks from older versions', () => {
+  it('resyncs a resume across a dropped key whose only value was trimmed, whatever form the trim watermark has', async () => {
+    for (const rewrite of [false, true]) {
+      const backend = redisBackend({ historySize: 2 }, { maxKeysPerStream: 2 });
+      await backend.open(context);
+      opened.push(backend);
+      const first = await publish(backend, 'a', 0);
+      await publish(backend, 'a', 1, 'k1');
+      await publish(backend, 'a', 2, 'k2');
+      await publish(backend, 'a', 3, 'k2');
+      const trimKey = `{${backend.prefix}}:trim`;
+      const redis = sharedClient();
+      // A two-field value ("<seq>|<at>"), as versions before keyed events wrote (review finding).
+      if (rewrite) await redis.hset(trimKey, 'a', ((await redis.hget(trimKey, 'a')) as string).split('|').slice(0, 2).join('|'));
+      await publish(backend, 'a', 4, 'k3'); // k1 goes; its only value (seq 2) was trimmed
+      const epoch = first.event.id.split('.')[0] as string;
+      const resumed = await backend.read({ streams: ['a'], after: { epoch, seq: first.seq }, recent: 0 });
+      expect(resumed.resync, rewrite ? 'old form' : 'new form').toBe('expired');
+    }
   });
 });

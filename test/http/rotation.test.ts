@@ -9,7 +9,8 @@ import type { ConnectionCloseReason } from '../../src/http/connection.js';
 import { isGone, SseGate } from '../../src/http/gate.js';
 import { answer, nodeRequestView, openNodeStream } from '../../src/http/node-stream.js';
 import { ADAPTERS } from '../support/adapters.js';
-import { cleanupAfterEach, openStream, sleep, waitUntil } from '../support/helpers.js';
+import { cleanupAfterEach, listen, openStream, sleep, waitUntil } from '../support/helpers.js';
+import { BACKENDS } from '../support/redis.js';
 import { watchTimers } from '../support/timers.js';
 import { FASTIFY, FETCH, H2, HTTPS, NODE, openSse, type SseClient, type TransportAdapter } from '../support/transports.js';
 
@@ -401,5 +402,28 @@ describe('the end grace timer on a fetch body', () => {
     expect(timers.created('armDeadline')).toBeGreaterThan(3);
     expect(timers.created('finish')).toBe(0);
     await waitUntil(() => timers.live === 0, 2000, 'no timer left');
+  });
+});
+
+describe.each(BACKENDS)('a rotation before the first publish, on $name', (backend) => {
+  it('gives the client a position, so what is published while it reconnects reaches it (review finding: none on an empty Redis prefix)', async () => {
+    const hub = backend.hub<Events & { other: { n: number } }>({ replay: 0 });
+    const server = await listen(http.createServer(createSseHandler(hub, { maxConnectionAgeMs: 300, retryMs: 10, streams: () => ['a'] })));
+    cleanups.push(
+      () => server.close(),
+      () => hub.close(),
+    );
+    const first = await openStream(`${server.url}/events`);
+    cleanups.push(() => first.close());
+    await sleep(50);
+    await hub.publish('b', 'other', { n: 1 }); // the prefix's first event, on a stream this client does not follow
+    await first.ended;
+    const last = first.events.filter((event) => event.id).at(-1)?.id;
+    expect(last).toBeDefined();
+    await hub.publish('a', 'tick', { n: 1 }); // between the clean end and the reconnect
+    const second = await openStream(`${server.url}/events`, { 'last-event-id': last as string });
+    cleanups.push(() => second.close());
+    await second.waitFor((c) => c.events.some((event) => event.event === 'tick'), 5000, 'the tick of the gap');
+    expect(hub.stats().resyncs).toBe(0);
   });
 });

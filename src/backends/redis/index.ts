@@ -338,7 +338,7 @@ export class RedisBackend implements Backend {
     try {
       reply =
         streams === '*'
-          ? await commands.ssecastReadAll(k.meta, k.fanout, k.index, k.trim, mode, position, count, k.base)
+          ? await commands.ssecastReadAll(k.meta, k.fanout, k.index, k.trim, mode, position, count, k.base, newEpoch())
           : await commands.ssecastRead(
               4 + streams.length * 3,
               k.meta,
@@ -349,6 +349,7 @@ export class RedisBackend implements Backend {
               mode,
               position,
               count,
+              newEpoch(),
               ...streams,
             );
     } catch (error) {

@@ -89,6 +89,17 @@ local function nowMs()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local function seqOf(id) return tonumber(string.match(id, '^(%d+)')) end
+-- The hub's meta fields for a read. A prefix nothing was published to yet gets its epoch now, so
+-- the read has a position to give (a clean end's position marker needs one, or a client that
+-- connected before the first publish reconnects as a fresh one and misses what came meanwhile).
+local function readMeta(candidate)
+  local m = redis.call('HMGET', meta, 'epoch', 'seq', 'evictedThrough', 'evictedAt')
+  if not m[1] then
+    redis.call('HSET', meta, 'epoch', candidate, 'seq', 0, 'evictedThrough', 0, 'evictedAt', '')
+    m = { candidate, '0', '0', '' }
+  end
+  return m
+end
 -- HMGET of any number of fields: unpack() stops near 8,000 values.
 local function hmget(key, fields)
   local out = {}
@@ -154,6 +165,11 @@ local function raise(index, seq, at)
     local parts = {}
     for part in string.gmatch((redis.call('HGET', trim, stream) or '') .. '|', '([^|]*)|') do parts[#parts + 1] = part end
     marks = { tonumber(parts[1]) or 0, parts[2] or '', tonumber(parts[3]) or 0, parts[4] or '' }
+    -- A value from before keyed events ("seq|at") counted every trimmed event as lost: its seq is also what was trimmed.
+    if #parts == 2 then
+      marks[3] = marks[1]
+      marks[4] = marks[2]
+    end
   end
   if seq > marks[index] then marks[index] = seq end
   if at > marks[index + 1] then marks[index + 1] = at end
@@ -195,8 +211,10 @@ if eventKey ~= '' then
     evictedKeys = 1
     if packed then
       local old = cjson.decode(packed)
+      local id = string.format('%d-0', tonumber(old[1]))
       raise(1, 0, '')
-      if tonumber(old[1]) <= marks[3] then markGap(tonumber(old[1]), old[2]) else markGap(marks[3], marks[4]) end
+      -- Asked of the tail itself, not of the trimmed watermark, which a value from an older version may lack.
+      if #redis.call('XRANGE', key, id, id) == 0 then markGap(tonumber(old[1]), old[2]) else markGap(marks[3], marks[4]) end
     end
   end
 end
@@ -237,7 +255,8 @@ return { epoch, seq, ts, evictedKeys }
 /**
  * Reads history. KEYS: meta, fanout, index, trim, then for each stream read
  * its history, keyed-state hash and keyed-state zset.
- * ARGV: mode, after seq or since time, count, then the streams' names, in
+ * ARGV: mode, after seq or since time, count, a candidate epoch (used when
+ * the prefix has none yet), then the streams' names, in
  * the order of their keys. Modes: `after` (events with seq > after),
  * `recent` (the last `count`), `since` (events at or after that time).
  * Returns { epoch, seq, evictedThrough, evictedAt, per stream: { trim, exists, entries, state } },
@@ -247,11 +266,11 @@ return { epoch, seq, ts, evictedKeys }
  */
 export const READ: string = `${PRELUDE}
 local mode, after, since, count = ARGV[1], tonumber(ARGV[2]), ARGV[2], tonumber(ARGV[3])
-local m = redis.call('HMGET', meta, 'epoch', 'seq', 'evictedThrough', 'evictedAt')
+local m = readMeta(ARGV[4])
 local out = { m[1] or '', m[2] or '0', m[3] or '0', m[4] or '' }
 local now = nowMs()
 for i = 5, #KEYS, 3 do
-  local key, stateKey, stateIndex, stream = KEYS[i], KEYS[i + 1], KEYS[i + 2], ARGV[4 + (i - 5) / 3]
+  local key, stateKey, stateIndex, stream = KEYS[i], KEYS[i + 1], KEYS[i + 2], ARGV[5 + (i - 5) / 3]
   local entries, oldest
   -- %d, not ..: Lua writes a number of 1e14 or more as 1e+14, which is not a stream id.
   if mode == 'after' then
@@ -291,7 +310,7 @@ return out
 /**
  * Reads every stream: the fan-out stream is the one history in global
  * order. KEYS: meta, fanout, index, trim. ARGV: mode, after seq or since
- * time, count, prefix.
+ * time, count, prefix, a candidate epoch (used when the prefix has none yet).
  * Returns { epoch, seq, evictedThrough, evictedAt, fanout entries newest
  * first, complete, state, fallback }:
  *   - state: for `recent`, and `since` the fan-out stream answers, every
@@ -306,7 +325,7 @@ return out
  */
 export const READ_ALL: string = `${UNDECLARED_KEYS}${PRELUDE}
 local mode, after, since, count, prefix = ARGV[1], tonumber(ARGV[2]), ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local m = redis.call('HMGET', meta, 'epoch', 'seq', 'evictedThrough', 'evictedAt')
+local m = readMeta(ARGV[5])
 local out = { m[1] or '', m[2] or '0', m[3] or '0', m[4] or '' }
 local entries, reached, cursor = {}, mode == 'recent' and count <= 0, '+'
 while not reached do
