@@ -1,11 +1,11 @@
 import http from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { EventManager, type EventManagerOptions } from '../../src/index.js';
 import { createClient, type SseClientError } from '../../src/client/index.js';
 import { createSseHandler } from '../../src/adapters/node.js';
 import { ADAPTERS, type NeutralOptions } from '../support/adapters.js';
-import { hasChromium, useChromium, warnIfNoChromium } from '../support/chromium.js';
+import { hasChromium, servePage, useChromium, warnIfNoChromium } from '../support/chromium.js';
 import { cleanupAfterEach, openStream, sleep, waitUntil } from '../support/helpers.js';
 
 /**
@@ -208,27 +208,14 @@ describe.skipIf(!hasChromium)('named heartbeats in Chromium’s EventSource', ()
     const hub = new EventManager<Events>();
     // The age ends the stream cleanly after some heartbeats: the browser reconnects by itself.
     const sse = createSseHandler(hub, { heartbeatMs: 50, heartbeatEvent: 'ping', retryMs: 50, maxConnectionAgeMs: 700 });
-    const lastEventIds: (string | undefined)[] = [];
-    const sockets = new Set<Socket>();
-    const server = http.createServer((req, res) => {
-      if (req.url?.startsWith('/events')) {
-        lastEventIds.push(req.headers['last-event-id'] as string | undefined);
-        return sse(req, res);
-      }
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(PAGE);
-    });
-    server.on('connection', (socket) => {
-      sockets.add(socket);
-      socket.on('close', () => sockets.delete(socket));
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const site = await servePage(PAGE, () => sse);
+    const { lastEventIds } = site;
     browserCleanups.push(async () => {
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await site.close();
       await hub.close();
     });
     const page = await (await browser().newContext()).newPage();
-    await page.goto(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`);
+    await page.goto(site.url);
     type Got = { type: string; lastEventId: string; data: string };
     const got = () => page.evaluate(() => (window as unknown as { __got: Got[] }).__got);
 

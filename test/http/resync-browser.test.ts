@@ -1,11 +1,5 @@
-// The browser's own EventSource (Debian's Chromium, through playwright-core)
-// across a hub restart on a quiet stream: one resync, whose id moves the
-// browser's Last-Event-ID to the new epoch, and then a normal resume on the
-// next drop, not a resync on every reconnect.
-import http from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { hasChromium, useChromium, warnIfNoChromium } from '../support/chromium.js';
+import { hasChromium, servePage, useChromium, warnIfNoChromium } from '../support/chromium.js';
 import { EventManager } from '../../src/index.js';
 import { createSseHandler } from '../../src/adapters/node.js';
 import { waitUntil } from '../support/helpers.js';
@@ -29,27 +23,14 @@ describe.skipIf(!hasChromium)('EventSource in Chromium across a restart', () => 
   it('gets one resync after the restart, then resumes normally on the next drop of a quiet stream', async () => {
     let hub = new EventManager<Events>();
     let sse = createSseHandler(hub, { retryMs: 100 });
-    const lastEventIds: (string | undefined)[] = [];
-    const sockets = new Set<Socket>();
-    const server = http.createServer((req, res) => {
-      if (req.url?.startsWith('/events')) {
-        lastEventIds.push(req.headers['last-event-id'] as string | undefined);
-        return sse(req, res);
-      }
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(PAGE);
-    });
-    server.on('connection', (socket) => {
-      sockets.add(socket);
-      socket.on('close', () => sockets.delete(socket));
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const site = await servePage(PAGE, () => sse);
+    const { lastEventIds } = site;
     cleanups.push(async () => {
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await site.close();
       await hub.close();
     });
     const page = await (await browser().newContext()).newPage();
-    await page.goto(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`);
+    await page.goto(site.url);
     const got = () => page.evaluate(() => (window as unknown as { __got: { type: string; id: string; data: string }[] }).__got);
 
     await waitUntil(() => hub.stats().connections === 1, 10_000, 'the page to connect');
@@ -61,7 +42,7 @@ describe.skipIf(!hasChromium)('EventSource in Chromium across a restart', () => 
     hub = new EventManager<Events>();
     sse = createSseHandler(hub, { retryMs: 100 });
     await old.close();
-    for (const socket of sockets) socket.destroy();
+    site.drop();
     await page.waitForFunction(() => (window as unknown as { __got: unknown[] }).__got.length === 2, undefined, { timeout: 10_000 });
     const [, resync] = await got();
     expect(resync).toMatchObject({ type: 'resync', id: expect.stringMatching(/^[0-9a-z]+\.0$/) });
@@ -69,7 +50,7 @@ describe.skipIf(!hasChromium)('EventSource in Chromium across a restart', () => 
 
     // A drop on the quiet stream: the browser comes back with the resync's id and resumes.
     await waitUntil(() => hub.stats().connections === 1, 10_000, 'the reconnect after the restart');
-    for (const socket of sockets) socket.destroy();
+    site.drop();
     await waitUntil(() => lastEventIds.length === 3 && hub.stats().connections === 1, 10_000, 'the reconnect after the drop');
     const live = await hub.publish('quiet', 'tick', { n: 2 });
     await page.waitForFunction(() => (window as unknown as { __got: unknown[] }).__got.length === 3, undefined, { timeout: 10_000 });

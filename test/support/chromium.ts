@@ -1,4 +1,6 @@
 import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, afterEach, beforeAll } from 'vitest';
 
@@ -54,5 +56,48 @@ export function useChromium(): { browser(): Browser; cleanups: (() => unknown)[]
       return browser;
     },
     cleanups,
+  };
+}
+
+/** A page and its event stream on one origin, for a browser's own EventSource. */
+export interface PageSite {
+  url: string;
+  /** The Last-Event-ID of every request for /events, in order. */
+  lastEventIds: (string | undefined)[];
+  /** Destroys the open sockets: what a dropped network or a crashed server does. */
+  drop(): void;
+  /** Destroys open sockets and closes the server. */
+  close(): Promise<void>;
+}
+
+/**
+ * Serves `page` at every path but /events, which goes to the handler `events()`
+ * returns at the time (a test may swap it, as a restart does), on 127.0.0.1.
+ */
+export async function servePage(page: string, events: () => http.RequestListener): Promise<PageSite> {
+  const lastEventIds: (string | undefined)[] = [];
+  const sockets = new Set<Socket>();
+  const server = http.createServer((req, res) => {
+    if (req.url?.startsWith('/events')) {
+      lastEventIds.push(req.headers['last-event-id'] as string | undefined);
+      return events()(req, res);
+    }
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(page);
+  });
+  server.on('connection', (socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`,
+    lastEventIds,
+    drop: () => {
+      for (const socket of sockets) socket.destroy();
+    },
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
   };
 }

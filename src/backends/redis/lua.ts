@@ -100,6 +100,20 @@ local function readMeta(candidate)
   end
   return m
 end
+-- A history's entries at or after since, newest first. Timestamps never decrease along a
+-- history: its events since then are the newest ones.
+local function sinceEntries(key, since)
+  local entries, cursor = {}, '+'
+  while true do
+    local batch = redis.call('XREVRANGE', key, cursor, '-', 'COUNT', 200)
+    for _, entry in ipairs(batch) do
+      if entry[2][2] < since then return entries end
+      entries[#entries + 1] = entry
+    end
+    if #batch < 200 then return entries end
+    cursor = '(' .. batch[#batch][1]
+  end
+end
 -- HMGET of any number of fields: unpack() stops near 8,000 values.
 local function hmget(key, fields)
   local out = {}
@@ -280,21 +294,7 @@ for i = 5, #KEYS, 3 do
     entries = count > 0 and redis.call('XREVRANGE', key, '+', '-', 'COUNT', count) or {}
     oldest = entries[#entries]
   else
-    -- Timestamps never decrease along a history: its events since then are the newest ones.
-    entries = {}
-    local cursor, older = '+', false
-    while not older do
-      local batch = redis.call('XREVRANGE', key, cursor, '-', 'COUNT', 200)
-      for _, entry in ipairs(batch) do
-        if entry[2][2] < since then
-          older = true
-          break
-        end
-        entries[#entries + 1] = entry
-      end
-      if #batch < 200 then break end
-      cursor = '(' .. batch[#batch][1]
-    end
+    entries = sinceEntries(key, since)
     oldest = entries[#entries]
   end
   -- The keyed events the entries do not hold: every one is older than the oldest entry.
@@ -393,19 +393,7 @@ for _, stream in ipairs(streams) do
     found = redis.call('XRANGE', historyKey, string.format('%d-0', after + 1), '+')
   else
     if (string.match(marks, '^[^|]*|([^|]*)') or '') >= since then answer[2] = 0 end
-    local newestFirst, cursor, older = {}, '+', false
-    while not older do
-      local batch = redis.call('XREVRANGE', historyKey, cursor, '-', 'COUNT', 200)
-      for _, entry in ipairs(batch) do
-        if entry[2][2] < since then
-          older = true
-          break
-        end
-        newestFirst[#newestFirst + 1] = entry
-      end
-      if #batch < 200 then break end
-      cursor = '(' .. batch[#batch][1]
-    end
+    local newestFirst = sinceEntries(historyKey, since)
     found = {}
     for i = #newestFirst, 1, -1 do found[#found + 1] = newestFirst[i] end
   end
