@@ -53,6 +53,8 @@ interface Harness {
   /** Stops the app (its hub and history gone), serves `between` on its port if given, then starts a new app there. */
   stop(): Promise<void>;
   serve(handler: http.RequestListener): Promise<void>;
+  /** Serves the running app again on its port (after `serve`): its hub and history as they are now. */
+  serveApp(): Promise<void>;
   restart(): Promise<void>;
 }
 
@@ -222,6 +224,11 @@ describe.skipIf(!hasChromium)('the Agent Work page in Chromium', () => {
       async serve(handler) {
         await closeServer();
         server = await listenOn(handler);
+      },
+      async serveApp() {
+        if (!aw) throw new Error('the app is stopped');
+        await closeServer();
+        server = await listenOn(aw.app);
       },
       async restart() {
         await stop();
@@ -628,6 +635,45 @@ describe.skipIf(!hasChromium)('the Agent Work page in Chromium', () => {
     await page.click('#notice-dismiss');
     expect(await page.locator('#notice').isHidden()).toBe(true);
 
+    expect(pageErrors).toEqual([]);
+    expect(appErrors).toEqual([]);
+  }, 60_000);
+
+  it('says so when the page was away longer than the server keeps events (resync expired), and keeps every task whole', async () => {
+    const h = await start();
+    const { url, page, pageErrors, appErrors } = h;
+    await openLive(page, `${url}/?agent_id=agent-1`);
+    const task = await runTask(page, 'echo before the gap');
+    await waitForTaskEnd(page, task);
+    // Away: the server answers 503 while 1,100 unkeyed lines of another task push the page's
+    // position out of the agent's history (1,000 events).
+    await h.serve((_req, res) =>
+      res.writeHead(503, { 'content-type': 'application/json' }).end('{"error":"unavailable","message":"down"}'),
+    );
+    await page.waitForFunction(() => document.querySelector('#connection')?.textContent !== 'live', null, WAIT);
+    const hub = h.hub();
+    for (let line = 1; line <= 1100; line++) {
+      await hub.publish('agent-1', 'command_output', {
+        task_id: 'task-elsewhere',
+        agent_id: 'agent-1',
+        sandbox_id: 'sb-elsewhere',
+        line,
+        output: `line ${line}\n`,
+        stream: 'stdout',
+        timestamp: new Date().toISOString(),
+      });
+    }
+    await h.serveApp();
+    await page.waitForFunction(() => !(document.querySelector('#notice') as HTMLElement).hidden, null, WAIT);
+    await page.waitForFunction(() => document.querySelector('#connection')?.textContent === 'live', null, WAIT);
+    expect(await page.locator('#notice-text').textContent()).toContain('This page was away longer than the server keeps events');
+    const received = await page.evaluate(() => window.__received ?? []);
+    expect(received.filter((event) => event.type === 'resync')).toHaveLength(1);
+    // Never a silent clear: the finished task is whole, from the keyed state (its events left the tail long ago).
+    expect(await page.locator(card(task)).count()).toBe(1);
+    expect(await page.locator(`${card(task)} .pr a`).count()).toBe(1);
+    expect(await page.locator(card(task)).getAttribute('data-archived')).toBeNull();
+    expect(h.hub().stats().resyncs).toBe(1);
     expect(pageErrors).toEqual([]);
     expect(appErrors).toEqual([]);
   }, 60_000);
