@@ -243,7 +243,10 @@ describe.skipIf(!REDIS_URL)('RedisBackend', () => {
       expect(await backend.sweep()).toBe(0);
       expect(await client.exists(`{${backend.prefix}}:s:kept`)).toBe(1);
       expect(await client.zrange(`{${backend.prefix}}:index`, '0', '-1')).toEqual(['kept']);
-      expect(hub.stats()).toMatchObject({ redisSweptStreams: 1, redisConnected: 1 });
+      // At least the one: on a loaded machine a pause of more than the 100 ms TTL between two publishes lets a sweep
+      // drop 'idle' mid-run too (it comes back with the next publish), so it may count twice.
+      expect(hub.stats().redisSweptStreams).toBeGreaterThanOrEqual(1);
+      expect(hub.stats().redisConnected).toBe(1);
     });
 
     it('closes its own connections on hub.close() and leaves the client it was given alone', async () => {
