@@ -17,6 +17,7 @@ import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryBackend } from '../../src/backends/memory/index.js';
 import type { Backend, BackendContext, StoredEvent } from '../../src/core/backend.js';
+import { RedisBackend } from '../../src/backends/redis/index.js';
 import { BACKENDS, redisBackend, sharedClient } from '../support/redis.js';
 
 interface Published {
@@ -255,6 +256,42 @@ describe.skipIf(!BACKENDS.some((backend) => backend.name === 'redis'))('keyed st
       const epoch = first.event.id.split('.')[0] as string;
       const resumed = await backend.read({ streams: ['a'], after: { epoch, seq: first.seq }, recent: 0 });
       expect(resumed.resync, rewrite ? 'old form' : 'new form').toBe('expired');
+    }
+  });
+});
+
+describe.each(BACKENDS)('a stream with no history on $name', (backend) => {
+  it("is charged only with its own drops, not with other streams' (review finding)", async () => {
+    const hub = backend.hub<{ tick: { n: number } }>({ maxStreams: 2, replay: 0 });
+    try {
+      const ids: string[] = [];
+      for (const [n, stream] of ['a', 'x', 'y', 'z'].entries()) ids.push((await hub.publish(stream, 'tick', { n })).id);
+      // a and then x went past maxStreams: x held seq 2.
+      const resumeTypes = async (streams: string[], lastEventId: string) => {
+        const types: string[] = [];
+        const subscription = hub.subscribe({ streams, lastEventId, onEvent: (delivery) => types.push(delivery.event.type) });
+        await subscription.ready;
+        subscription.close();
+        return types;
+      };
+      expect(await resumeTypes(['never-published'], ids[0] as string)).toEqual([]);
+      expect(await resumeTypes(['x'], ids[0] as string)).toEqual(['resync']);
+      expect(await resumeTypes(['x'], ids[1] as string)).toEqual([]);
+      // Published again, x remembers what it lost before.
+      const again = await hub.publish('x', 'tick', { n: 9 });
+      expect(await resumeTypes(['x'], ids[0] as string)).toEqual(['resync']);
+      expect(await resumeTypes(['x'], ids[1] as string)).toEqual(['tick']);
+      expect(again.id).toBeDefined();
+      // Past maxStreams remembered drops, the oldest fold into one watermark every unrecorded stream is charged with.
+      for (let n = 0; n < 6; n++) await hub.publish(`s${n}`, 'tick', { n });
+      expect(await resumeTypes(['never-published'], ids[0] as string)).toEqual(['resync']);
+      if (hub.backend instanceof RedisBackend) {
+        const redis = sharedClient();
+        expect(await redis.zcard(`{${hub.backend.prefix}}:dropped`)).toBeLessThanOrEqual(2);
+        expect(await redis.hlen(`{${hub.backend.prefix}}:trim`)).toBeLessThanOrEqual(4);
+      }
+    } finally {
+      await hub.close();
     }
   });
 });

@@ -100,6 +100,7 @@ export class RedisBackend implements Backend {
     history: string;
     state: string;
     stateIndex: string;
+    dropped: string;
   };
   private commands: (Redis & Scripts) | undefined;
   private reader: FanoutReader | undefined;
@@ -145,6 +146,7 @@ export class RedisBackend implements Backend {
       history: `${tag}:s:`,
       state: `${tag}:k:`,
       stateIndex: `${tag}:z:`,
+      dropped: `${tag}:dropped`,
     };
   }
 
@@ -161,7 +163,7 @@ export class RedisBackend implements Backend {
       maxRetriesPerRequest: 0,
       commandTimeout: this.commandTimeoutMs,
     }) as Redis & Scripts;
-    commands.defineCommand('ssecastAppend', { numberOfKeys: 7, lua: APPEND });
+    commands.defineCommand('ssecastAppend', { numberOfKeys: 8, lua: APPEND });
     // Its key count varies (three keys per stream read), so each call passes it first.
     commands.defineCommand('ssecastRead', { lua: READ });
     commands.defineCommand('ssecastReadAll', { numberOfKeys: 4, lua: READ_ALL });
@@ -222,6 +224,7 @@ export class RedisBackend implements Backend {
         k.history + draft.stream,
         k.state + draft.stream,
         k.stateIndex + draft.stream,
+        k.dropped,
         k.base,
         newEpoch(),
         this.known.epoch ?? '',
@@ -314,6 +317,7 @@ export class RedisBackend implements Backend {
         k.base,
         this.streamIdleTtlMs,
         SWEEP_LIMIT,
+        this.maxStreams,
         ...followed.slice(i, i + 1000),
       );
     }
@@ -355,7 +359,7 @@ export class RedisBackend implements Backend {
     } catch (error) {
       throw this.failure(error, 'nothing was read');
     }
-    const [epoch, , evictedThroughText, evictedAt] = reply;
+    const [epoch] = reply;
     if (streams === '*') {
       const events = (reply[4] as RawEntry[]).map(parseFanout).reverse().map(fromFanout);
       const answer = reply[7] as ['fanout'] | ['expired'] | ['streams', number, ...[string, RawEntry[], (string | null)[]][]];
@@ -383,7 +387,6 @@ export class RedisBackend implements Backend {
       }
       return [reply, events.length > held.size ? events.sort(bySeq) : events, true, gapThrough];
     }
-    const evictedThrough = Number(evictedThroughText);
     const perStream: StoredEvent[][] = [];
     let complete = true;
     let highestGap = 0;
@@ -391,9 +394,9 @@ export class RedisBackend implements Backend {
       const [trim, exists, entries, state] = reply[4 + i] as HistoryReply;
       const stream = streams[i] as string;
       // "<gapSeq>|<gapAt>|…" (lua.ts): what this stream lost that nothing stands for.
-      const [gapSeq = '', gapAtText = ''] = trim.split('|');
-      const gapThrough = exists ? Number(gapSeq || 0) : evictedThrough;
-      const gapAt = exists ? gapAtText : evictedAt;
+      // For a stream with no history: its drop record, or the drops nobody remembers by name.
+      const [gapSeq = '', gapAt = ''] = trim.split('|');
+      const gapThrough = Number(gapSeq || 0);
       if (gapThrough > highestGap) highestGap = gapThrough;
       if (mode === 'after' && gapThrough > (position as number)) return [reply, 'expired', false, highestGap];
       if (mode === 'since' && gapAt >= (position as string)) complete = false;

@@ -14,6 +14,8 @@
  *   k:<name> hash   the stream's keyed state: key -> its latest event, packed
  *                   as a JSON array of strings [seq, ts, t, k, d, b, y]
  *   z:<name> zset   key -> seq of its latest event (oldest first: least recently updated)
+ *   dropped zset    stream dropped whole -> its newest seq; its record stays in trim
+ *                   (at most maxStreams; older ones fold into meta forgottenThrough/At)
  *
  * Entry fields are written in a fixed order and read by position:
  *   history: ts, t (type), k (kind: s = string, j = JSON), d (data), b (wire body), then y (key) for a keyed event
@@ -130,19 +132,34 @@ const DROPPING = `
 local function dropStream(prefix, stream)
   redis.call('DEL', prefix .. 's:' .. stream, prefix .. 'k:' .. stream, prefix .. 'z:' .. stream)
 end
--- Drops a stream's history whole, raising the watermark a resume must not cross.
-local function evict(prefix, stream)
+-- Drops a stream's history whole, raising the watermarks a resume must not cross: the global one
+-- (for every-stream reads) and the stream's own, kept in \`trim\` after it is gone so that a stream
+-- that never had events is not charged with this one's. At most \`keep\` such records: past it the
+-- oldest fold into meta's forgottenThrough/forgottenAt, which every unrecorded stream is charged with.
+local function evict(prefix, stream, keep)
   local key = prefix .. 's:' .. stream
   local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
+  local seq, ts = 0, ''
   if last then
     local m = redis.call('HMGET', meta, 'evictedThrough', 'evictedAt')
-    local seq, ts = seqOf(last[1]), last[2][2]
+    seq, ts = seqOf(last[1]), last[2][2]
     if seq > tonumber(m[1] or '0') then redis.call('HSET', meta, 'evictedThrough', seq) end
     if ts > (m[2] or '') then redis.call('HSET', meta, 'evictedAt', ts) end
   end
   dropStream(prefix, stream)
-  redis.call('HDEL', trim, stream)
   redis.call('ZREM', index, stream)
+  local dropped = prefix .. 'dropped'
+  redis.call('HSET', trim, stream, string.format('%d|%s|%d|%s', seq, ts, seq, ts))
+  redis.call('ZADD', dropped, seq, stream)
+  while redis.call('ZCARD', dropped) > keep do
+    local oldest = redis.call('ZPOPMIN', dropped)
+    local m = redis.call('HMGET', meta, 'forgottenThrough', 'forgottenAt')
+    local parts = {}
+    for part in string.gmatch((redis.call('HGET', trim, oldest[1]) or '') .. '|', '([^|]*)|') do parts[#parts + 1] = part end
+    redis.call('HDEL', trim, oldest[1])
+    if (tonumber(parts[1]) or 0) > tonumber(m[1] or '0') then redis.call('HSET', meta, 'forgottenThrough', parts[1]) end
+    if (parts[2] or '') > (m[2] or '') then redis.call('HSET', meta, 'forgottenAt', parts[2]) end
+  end
 end
 -- A new epoch when the history an instance saw is gone: Redis lost its data
 -- (no epoch), or restored an older snapshot (fewer events than were seen).
@@ -152,7 +169,7 @@ local function ensureEpoch(prefix, candidate, knownEpoch, knownSeq)
   local epoch, seq = m[1], tonumber(m[2] or '0')
   if epoch and not (epoch == knownEpoch and seq < knownSeq) then return epoch end
   for _, stream in ipairs(redis.call('ZRANGE', index, 0, -1)) do dropStream(prefix, stream) end
-  redis.call('DEL', index, trim, meta)
+  redis.call('DEL', index, trim, meta, prefix .. 'dropped')
   redis.call('HSET', meta, 'epoch', candidate, 'seq', 0, 'evictedThrough', 0, 'evictedAt', '')
   return candidate
 end
@@ -160,14 +177,14 @@ end
 
 /**
  * Appends one event. KEYS: meta, fanout, index, trim, then the stream's
- * history, keyed-state hash and keyed-state zset.
+ * history, keyed-state hash and keyed-state zset, then the dropped-streams zset.
  * ARGV: prefix, candidate epoch, known epoch, known seq, stream, type, kind,
  * data, body, history size, fanout size, max streams, key ('' for none),
  * max keys per stream.
  * Returns { epoch, seq, timestamp, keys dropped (0 or 1) }.
  */
 export const APPEND: string = `${UNDECLARED_KEYS}${PRELUDE}${ISO_TIME}${DROPPING}
-local key, stateKey, stateIndex = KEYS[5], KEYS[6], KEYS[7]
+local key, stateKey, stateIndex, droppedIndex = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local prefix, stream = ARGV[1], ARGV[5]
 local historySize, fanoutSize, maxStreams = tonumber(ARGV[10]), ARGV[11], tonumber(ARGV[12])
 local eventKey, maxKeys = ARGV[13], tonumber(ARGV[14])
@@ -206,11 +223,14 @@ if eventKey ~= '' then
 end
 redis.call('XADD', key, string.format('%d-0', seq), unpack(fields))
 if fresh then
-  -- This stream may have been dropped whole before: a resume from before that must resync.
-  local m = redis.call('HMGET', meta, 'evictedThrough', 'evictedAt')
-  if tonumber(m[1] or '0') > 0 then
-    markGap(tonumber(m[1]), m[2] or '')
-    markTrimmed(tonumber(m[1]), m[2] or '')
+  -- This stream may have been dropped whole before: a resume from before that must resync. Its own
+  -- record says what it lost (and stays its watermark); without one, what was forgotten counts.
+  if redis.call('ZREM', droppedIndex, stream) == 0 and not redis.call('HGET', trim, stream) then
+    local m = redis.call('HMGET', meta, 'forgottenThrough', 'forgottenAt')
+    if tonumber(m[1] or '0') > 0 then
+      markGap(tonumber(m[1]), m[2] or '')
+      markTrimmed(tonumber(m[1]), m[2] or '')
+    end
   end
 end
 if eventKey ~= '' then
@@ -260,7 +280,7 @@ redis.call('XADD', fanout, 'MAXLEN', '~', fanoutSize, '*', 'e', epoch, 'n', seq,
 if fresh then
   while redis.call('ZCARD', index) > maxStreams do
     local oldest = redis.call('ZRANGE', index, 0, 1)
-    evict(prefix, oldest[1] == stream and oldest[2] or oldest[1])
+    evict(prefix, oldest[1] == stream and oldest[2] or oldest[1], maxStreams)
   end
 end
 return { epoch, seq, ts, evictedKeys }
@@ -301,7 +321,13 @@ for i = 5, #KEYS, 3 do
   local below = oldest and string.format('(%d', seqOf(oldest[1])) or '+inf'
   local above = mode == 'after' and string.format('(%d', after) or '-inf'
   local state = hmget(stateKey, redis.call('ZRANGEBYSCORE', stateIndex, above, below))
-  out[#out + 1] = { redis.call('HGET', trim, stream) or '', redis.call('EXISTS', key), entries, state }
+  local marks, exists = redis.call('HGET', trim, stream), redis.call('EXISTS', key)
+  if not marks and exists == 0 then
+    -- No history and no record of a drop: charged only with the drops nobody remembers by name.
+    local f = redis.call('HMGET', meta, 'forgottenThrough', 'forgottenAt')
+    marks = (f[1] or '0') .. '|' .. (f[2] or '')
+  end
+  out[#out + 1] = { marks or '', exists, entries, state }
   redis.call('ZADD', index, 'XX', now, stream)
 end
 return out
@@ -408,16 +434,16 @@ return out
 
 /**
  * Housekeeping, run by every instance now and then. KEYS: meta, fanout, index, trim.
- * ARGV: prefix, idle TTL ms, eviction limit, then streams this instance's
+ * ARGV: prefix, idle TTL ms, eviction limit, drop records kept (max streams), then streams this instance's
  * subscribers follow (their idle clock restarts: followed streams stay).
  * Returns the number of streams dropped.
  */
 export const SWEEP: string = `${UNDECLARED_KEYS}${PRELUDE}${DROPPING}
-local prefix, ttl, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local prefix, ttl, limit, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = nowMs()
-for i = 4, #ARGV do redis.call('ZADD', index, 'XX', now, ARGV[i]) end
+for i = 5, #ARGV do redis.call('ZADD', index, 'XX', now, ARGV[i]) end
 local idle = redis.call('ZRANGEBYSCORE', index, '-inf', now - ttl, 'LIMIT', 0, limit)
-for _, stream in ipairs(idle) do evict(prefix, stream) end
+for _, stream in ipairs(idle) do evict(prefix, stream, keep) end
 return #idle
 `;
 
