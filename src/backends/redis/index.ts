@@ -391,7 +391,7 @@ export class RedisBackend implements Backend {
     let complete = true;
     let highestGap = 0;
     for (let i = 0; i < streams.length; i++) {
-      const [trim, exists, entries, state] = reply[4 + i] as HistoryReply;
+      const [trim, , entries, state] = reply[4 + i] as HistoryReply;
       const stream = streams[i] as string;
       // "<gapSeq>|<gapAt>|…" (lua.ts): what this stream lost that nothing stands for.
       // For a stream with no history: its drop record, or the drops nobody remembers by name.
