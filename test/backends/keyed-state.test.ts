@@ -18,6 +18,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryBackend } from '../../src/backends/memory/index.js';
 import type { Backend, BackendContext, StoredEvent } from '../../src/core/backend.js';
 import { RedisBackend } from '../../src/backends/redis/index.js';
+import { sleep } from '../support/helpers.js';
 import { BACKENDS, redisBackend, sharedClient } from '../support/redis.js';
 
 interface Published {
@@ -293,5 +294,71 @@ describe.each(BACKENDS)('a stream with no history on $name', (backend) => {
     } finally {
       await hub.close();
     }
+  });
+});
+
+describe.skipIf(!BACKENDS.some((backend) => backend.name === 'redis'))('Redis drop records at their edges (review findings)', () => {
+  async function openRedis(options: { historySize: number; maxStreams: number }) {
+    const backend = redisBackend({ historySize: options.historySize, maxStreams: options.maxStreams, streamIdleTtlMs: 1 });
+    await backend.open(context);
+    opened.push(backend);
+    return { backend, redis: sharedClient(), tag: `{${backend.prefix}}` };
+  }
+
+  it('keeps the watermark of a stream that has a history again when its drop record is let go', async () => {
+    const { backend, redis, tag } = await openRedis({ historySize: 100, maxStreams: 2 });
+    const first = await publish(backend, 'x', 1);
+    const second = await publish(backend, 'x', 2);
+    await sleep(5);
+    await backend.sweep(); // x dropped: its record says it lost seq 2
+    // Another path (an older instance) gives x a history again without taking it off the drop list.
+    await redis.xadd(
+      `${tag}:s:x`,
+      `${second.seq + 1}-0`,
+      'ts',
+      new Date().toISOString(),
+      't',
+      'tick',
+      'k',
+      'j',
+      'd',
+      '{"n":3}',
+      'b',
+      'event: tick\ndata: {"n":3}\n',
+    );
+    await redis.zadd(`${tag}:index`, Date.now() + 3_600_000, 'x');
+    for (const stream of ['p', 'q']) {
+      await publish(backend, stream, 0);
+      await sleep(5);
+      await backend.sweep(); // p, then q dropped: the drop list overflows and lets x's entry go
+    }
+    expect(await redis.hget(`${tag}:trim`, 'x')).toMatch(/^2\|/);
+    const epoch = first.event.id.split('.')[0] as string;
+    expect((await backend.read({ streams: ['x'], after: { epoch, seq: first.seq }, recent: 0 })).resync).toBe('expired');
+  });
+
+  it('never lowers what a stream had lost when it is dropped after its history key went some other way', async () => {
+    const { backend, redis, tag } = await openRedis({ historySize: 2, maxStreams: 10 });
+    const first = await publish(backend, 'x', 1);
+    for (let n = 2; n <= 5; n++) await publish(backend, 'x', n);
+    await redis.del(`${tag}:s:x`); // what an evicting maxmemory policy would do
+    await sleep(5);
+    await backend.sweep();
+    const epoch = first.event.id.split('.')[0] as string;
+    expect((await backend.read({ streams: ['x'], after: { epoch, seq: first.seq }, recent: 0 })).resync).toBe('expired');
+  });
+
+  it('charges an absent stream with every drop on a prefix written before drop records existed', async () => {
+    const { backend, redis, tag } = await openRedis({ historySize: 100, maxStreams: 10 });
+    const first = await publish(backend, 'x', 1);
+    await publish(backend, 'x', 2);
+    // As an older version left it: x dropped without a record, only the global watermark raised.
+    await redis.del(`${tag}:s:x`);
+    await redis.zrem(`${tag}:index`, 'x');
+    await redis.hdel(`${tag}:trim`, 'x');
+    await redis.hset(`${tag}:meta`, 'evictedThrough', 2);
+    await redis.hdel(`${tag}:meta`, 'forgottenThrough', 'forgottenAt');
+    const epoch = first.event.id.split('.')[0] as string;
+    expect((await backend.read({ streams: ['x'], after: { epoch, seq: first.seq }, recent: 0 })).resync).toBe('expired');
   });
 });

@@ -3,7 +3,8 @@
  * what makes one global sequence out of many publishing instances.
  *
  * Keys (all share the `{prefix}` hash tag, so a cluster keeps them on one slot):
- *   meta    hash    epoch, seq, evictedThrough, evictedAt, lastAt
+ *   meta    hash    epoch, seq, evictedThrough, evictedAt (any stream dropped whole), lastAt,
+ *                   forgottenThrough, forgottenAt (drops whose records were let go)
  *   fanout  stream  every event of every stream, in sequence order, `*` ids
  *   index   zset    stream name -> last publish or read (server time, ms)
  *   trim    hash    stream name -> "<gapSeq>|<gapAt>|<trimmedSeq>|<trimmedAt>": the newest
@@ -97,10 +98,17 @@ local function seqOf(id) return tonumber(string.match(id, '^(%d+)')) end
 local function readMeta(candidate)
   local m = redis.call('HMGET', meta, 'epoch', 'seq', 'evictedThrough', 'evictedAt')
   if not m[1] then
-    redis.call('HSET', meta, 'epoch', candidate, 'seq', 0, 'evictedThrough', 0, 'evictedAt', '')
+    redis.call('HSET', meta, 'epoch', candidate, 'seq', 0, 'evictedThrough', 0, 'evictedAt', '', 'forgottenThrough', 0, 'forgottenAt', '')
     m = { candidate, '0', '0', '' }
   end
   return m
+end
+-- What a stream with no history and no drop record is charged with: the drops nobody remembers by
+-- name. A prefix written before drop records existed has no such field: every drop counts then.
+local function forgotten()
+  local m = redis.call('HMGET', meta, 'forgottenThrough', 'forgottenAt', 'evictedThrough', 'evictedAt')
+  if not m[1] then return tonumber(m[3] or '0'), m[4] or '' end
+  return tonumber(m[1]), m[2] or ''
 end
 -- A history's entries at or after since, newest first. Timestamps never decrease along a
 -- history: its events since then are the newest ones.
@@ -148,17 +156,25 @@ local function evict(prefix, stream, keep)
   end
   dropStream(prefix, stream)
   redis.call('ZREM', index, stream)
+  -- Never below what the stream had already lost (its history key may have gone some other way).
+  local previous = redis.call('HGET', trim, stream) or ''
+  local lostSeq, lostAt = tonumber(string.match(previous, '^(%d*)')) or 0, string.match(previous, '^[^|]*|([^|]*)') or ''
+  if lostSeq > seq then seq = lostSeq end
+  if lostAt > ts then ts = lostAt end
   local dropped = prefix .. 'dropped'
   redis.call('HSET', trim, stream, string.format('%d|%s|%d|%s', seq, ts, seq, ts))
   redis.call('ZADD', dropped, seq, stream)
   while redis.call('ZCARD', dropped) > keep do
     local oldest = redis.call('ZPOPMIN', dropped)
-    local m = redis.call('HMGET', meta, 'forgottenThrough', 'forgottenAt')
-    local parts = {}
-    for part in string.gmatch((redis.call('HGET', trim, oldest[1]) or '') .. '|', '([^|]*)|') do parts[#parts + 1] = part end
-    redis.call('HDEL', trim, oldest[1])
-    if (tonumber(parts[1]) or 0) > tonumber(m[1] or '0') then redis.call('HSET', meta, 'forgottenThrough', parts[1]) end
-    if (parts[2] or '') > (m[2] or '') then redis.call('HSET', meta, 'forgottenAt', parts[2]) end
+    -- A stream that has a history again (recreated by some other path) keeps its watermark.
+    if redis.call('EXISTS', prefix .. 's:' .. oldest[1]) == 0 then
+      local parts = {}
+      for part in string.gmatch((redis.call('HGET', trim, oldest[1]) or '') .. '|', '([^|]*)|') do parts[#parts + 1] = part end
+      redis.call('HDEL', trim, oldest[1])
+      local forgottenSeq, forgottenAt = forgotten()
+      redis.call('HSET', meta, 'forgottenThrough', math.max(forgottenSeq, tonumber(parts[1]) or 0),
+        'forgottenAt', (parts[2] or '') > forgottenAt and parts[2] or forgottenAt)
+    end
   end
 end
 -- A new epoch when the history an instance saw is gone: Redis lost its data
@@ -170,7 +186,7 @@ local function ensureEpoch(prefix, candidate, knownEpoch, knownSeq)
   if epoch and not (epoch == knownEpoch and seq < knownSeq) then return epoch end
   for _, stream in ipairs(redis.call('ZRANGE', index, 0, -1)) do dropStream(prefix, stream) end
   redis.call('DEL', index, trim, meta, prefix .. 'dropped')
-  redis.call('HSET', meta, 'epoch', candidate, 'seq', 0, 'evictedThrough', 0, 'evictedAt', '')
+  redis.call('HSET', meta, 'epoch', candidate, 'seq', 0, 'evictedThrough', 0, 'evictedAt', '', 'forgottenThrough', 0, 'forgottenAt', '')
   return candidate
 end
 `;
@@ -226,10 +242,10 @@ if fresh then
   -- This stream may have been dropped whole before: a resume from before that must resync. Its own
   -- record says what it lost (and stays its watermark); without one, what was forgotten counts.
   if redis.call('ZREM', droppedIndex, stream) == 0 and not redis.call('HGET', trim, stream) then
-    local m = redis.call('HMGET', meta, 'forgottenThrough', 'forgottenAt')
-    if tonumber(m[1] or '0') > 0 then
-      markGap(tonumber(m[1]), m[2] or '')
-      markTrimmed(tonumber(m[1]), m[2] or '')
+    local lostSeq, lostAt = forgotten()
+    if lostSeq > 0 then
+      markGap(lostSeq, lostAt)
+      markTrimmed(lostSeq, lostAt)
     end
   end
 end
@@ -324,8 +340,8 @@ for i = 5, #KEYS, 3 do
   local marks, exists = redis.call('HGET', trim, stream), redis.call('EXISTS', key)
   if not marks and exists == 0 then
     -- No history and no record of a drop: charged only with the drops nobody remembers by name.
-    local f = redis.call('HMGET', meta, 'forgottenThrough', 'forgottenAt')
-    marks = (f[1] or '0') .. '|' .. (f[2] or '')
+    local lostSeq, lostAt = forgotten()
+    marks = string.format('%d|%s', lostSeq, lostAt)
   end
   out[#out + 1] = { marks or '', exists, entries, state }
   redis.call('ZADD', index, 'XX', now, stream)
