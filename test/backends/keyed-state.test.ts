@@ -267,6 +267,7 @@ describe.each(BACKENDS)('a stream with no history on $name', (backend) => {
     try {
       const ids: string[] = [];
       for (const [n, stream] of ['a', 'x', 'y', 'z'].entries()) ids.push((await hub.publish(stream, 'tick', { n })).id);
+      await hub.backend.flush?.();
       // a and then x went past maxStreams: x held seq 2.
       const resumeTypes = async (streams: string[], lastEventId: string) => {
         const types: string[] = [];
