@@ -103,6 +103,16 @@ local function readMeta(candidate)
   end
   return m
 end
+-- A stream's watermarks in trim: { gapSeq, gapAt, trimmedSeq, trimmedAt } (zeros and '' when none).
+-- A value from before keyed events ("seq|at") counted every trimmed event as lost: its seq is also
+-- what was trimmed.
+local function marksOf(stream)
+  local parts = {}
+  for part in string.gmatch((redis.call('HGET', trim, stream) or '') .. '|', '([^|]*)|') do parts[#parts + 1] = part end
+  local marks = { tonumber(parts[1]) or 0, parts[2] or '', tonumber(parts[3]) or 0, parts[4] or '' }
+  if #parts == 2 then marks[3], marks[4] = marks[1], marks[2] end
+  return marks
+end
 -- What a stream with no history and no drop record is charged with: the drops nobody remembers by
 -- name. A prefix written before drop records existed has no such field: every drop counts then.
 local function forgotten()
@@ -157,10 +167,9 @@ local function evict(prefix, stream, keep)
   dropStream(prefix, stream)
   redis.call('ZREM', index, stream)
   -- Never below what the stream had already lost (its history key may have gone some other way).
-  local previous = redis.call('HGET', trim, stream) or ''
-  local lostSeq, lostAt = tonumber(string.match(previous, '^(%d*)')) or 0, string.match(previous, '^[^|]*|([^|]*)') or ''
-  if lostSeq > seq then seq = lostSeq end
-  if lostAt > ts then ts = lostAt end
+  local lost = marksOf(stream)
+  if lost[1] > seq then seq = lost[1] end
+  if lost[2] > ts then ts = lost[2] end
   local dropped = prefix .. 'dropped'
   redis.call('HSET', trim, stream, string.format('%d|%s|%d|%s', seq, ts, seq, ts))
   redis.call('ZADD', dropped, seq, stream)
@@ -168,12 +177,11 @@ local function evict(prefix, stream, keep)
     local oldest = redis.call('ZPOPMIN', dropped)
     -- A stream that has a history again (recreated by some other path) keeps its watermark.
     if redis.call('EXISTS', prefix .. 's:' .. oldest[1]) == 0 then
-      local parts = {}
-      for part in string.gmatch((redis.call('HGET', trim, oldest[1]) or '') .. '|', '([^|]*)|') do parts[#parts + 1] = part end
+      local lost = marksOf(oldest[1])
       redis.call('HDEL', trim, oldest[1])
       local forgottenSeq, forgottenAt = forgotten()
-      redis.call('HSET', meta, 'forgottenThrough', math.max(forgottenSeq, tonumber(parts[1]) or 0),
-        'forgottenAt', (parts[2] or '') > forgottenAt and parts[2] or forgottenAt)
+      redis.call('HSET', meta, 'forgottenThrough', string.format('%d', math.max(forgottenSeq, lost[1])),
+        'forgottenAt', lost[2] > forgottenAt and lost[2] or forgottenAt)
     end
   end
 end
@@ -208,16 +216,7 @@ local evictedKeys = 0
 -- The stream's watermarks (see trim above), read once and written once.
 local marks, marked
 local function raise(index, seq, at)
-  if not marks then
-    local parts = {}
-    for part in string.gmatch((redis.call('HGET', trim, stream) or '') .. '|', '([^|]*)|') do parts[#parts + 1] = part end
-    marks = { tonumber(parts[1]) or 0, parts[2] or '', tonumber(parts[3]) or 0, parts[4] or '' }
-    -- A value from before keyed events ("seq|at") counted every trimmed event as lost: its seq is also what was trimmed.
-    if #parts == 2 then
-      marks[3] = marks[1]
-      marks[4] = marks[2]
-    end
-  end
+  if not marks then marks = marksOf(stream) end
   if seq > marks[index] then marks[index] = seq end
   if at > marks[index + 1] then marks[index + 1] = at end
   marked = true
@@ -424,17 +423,17 @@ if mode == 'after' and tonumber(out[3]) > after then
 end
 if mode == 'since' and out[4] >= since then answer[2] = 0 end
 for _, stream in ipairs(streams) do
-  local marks = redis.call('HGET', trim, stream) or ''
+  local marks = marksOf(stream)
   local historyKey = prefix .. 's:' .. stream
   local found
   if mode == 'after' then
-    if (tonumber(string.match(marks, '^(%d*)')) or 0) > after then
+    if marks[1] > after then
       out[8] = { 'expired' }
       return out
     end
     found = redis.call('XRANGE', historyKey, string.format('%d-0', after + 1), '+')
   else
-    if (string.match(marks, '^[^|]*|([^|]*)') or '') >= since then answer[2] = 0 end
+    if marks[2] >= since then answer[2] = 0 end
     local newestFirst = sinceEntries(historyKey, since)
     found = {}
     for i = #newestFirst, 1, -1 do found[#found + 1] = newestFirst[i] end
