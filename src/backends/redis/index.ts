@@ -1,4 +1,4 @@
-import type { Redis, RedisOptions } from 'ioredis';
+import type { Redis } from 'ioredis';
 import {
   bySeq,
   type Backend,
@@ -12,6 +12,7 @@ import { newEpoch, type EventCursor } from '../../core/ids.js';
 import type { ResyncReason } from '../../core/types.js';
 import { positiveInt } from '../../core/validate.js';
 import { encodeData, fromFanout, fromHistory, fromState, parseFanout, storedEvent, type RawEntry } from './entries.js';
+import { duplicateConnection, type RedisSource } from './connections.js';
 import { FanoutReader, type Position } from './fanout-reader.js';
 import { APPEND, ENSURE_EPOCH, READ, READ_ALL, SWEEP } from './lua.js';
 
@@ -19,9 +20,10 @@ export interface RedisBackendOptions {
   /**
    * An ioredis client. The backend opens two connections of its own from it
    * (`duplicate()`: one for commands, one for blocking fan-out reads) and
-   * closes them on `hub.close()`; this client is left as it is.
+   * closes them on `hub.close()`; this client is left as it is. A `Cluster`
+   * works too: every key of a hub shares one hash tag, so one shard holds it.
    */
-  redis: Redis;
+  redis: RedisSource;
   /** Prefix of every key. Hubs with different prefixes share nothing. @defaultValue 'ssecast' */
   prefix?: string;
   /** Events kept per stream for replay and resume (the stream's tail). @defaultValue 100 */
@@ -89,7 +91,7 @@ export class RedisBackend implements Backend {
   readonly maxStreams: number;
   readonly streamIdleTtlMs: number;
   readonly commandTimeoutMs: number;
-  private readonly source: Redis;
+  private readonly source: RedisSource;
   private readonly connectionTag: string;
   private readonly keys: {
     base: string;
@@ -152,11 +154,9 @@ export class RedisBackend implements Backend {
 
   async open(context: BackendContext): Promise<void> {
     this.context = context;
-    const shared: Partial<RedisOptions> = { keyPrefix: '', lazyConnect: false };
     // Commands fail fast while Redis is away: a publish must reject, not wait
     // in a queue, and a script is never sent twice.
-    const commands = this.source.duplicate({
-      ...shared,
+    const commands = duplicateConnection(this.source, {
       connectionName: `ssecast:${this.connectionTag}`,
       enableOfflineQueue: false,
       autoResendUnfulfilledCommands: false,
@@ -173,8 +173,7 @@ export class RedisBackend implements Backend {
     this.commandsReady = new Promise((resolve) => commands.once('ready', resolve));
     this.commands = commands;
     // The fan-out reader waits out an outage and carries on from its position.
-    const readerConnection = this.source.duplicate({
-      ...shared,
+    const readerConnection = duplicateConnection(this.source, {
       connectionName: `ssecast-fanout:${this.connectionTag}`,
       enableOfflineQueue: true,
       // A read cut off by a reconnect is sent again: reading from the same position is harmless,
