@@ -12,6 +12,7 @@ import { newEpoch, type EventCursor } from '../../core/ids.js';
 import type { ResyncReason } from '../../core/types.js';
 import { positiveInt } from '../../core/validate.js';
 import { encodeData, fromFanout, fromHistory, fromState, parseFanout, storedEvent, type RawEntry } from './entries.js';
+import { AppendQueue, type QueuedAppend } from './append-queue.js';
 import { duplicateConnection, type RedisSource } from './connections.js';
 import { FanoutReader, type Position } from './fanout-reader.js';
 import { APPEND, ENSURE_EPOCH, READ, READ_ALL, SWEEP } from './lua.js';
@@ -47,6 +48,30 @@ export interface RedisBackendOptions {
   streamIdleTtlMs?: number;
   /** A command Redis does not answer within this time fails (and `publish` rejects). @defaultValue 2000 */
   commandTimeoutMs?: number;
+  /**
+   * Publishes issued in the same tick, or while a batch is in flight, go to
+   * Redis as one script call of at most this many events (each still gets its
+   * own id, in publish order, and settles on its own). Redis runs nothing else
+   * while the script runs: about 5-10 µs per event. @defaultValue 500
+   */
+  maxBatchEvents?: number;
+  /** Bytes (data and wire body) of one batch; a single larger event still goes, alone. @defaultValue 1048576 (1 MiB) */
+  maxBatchBytes?: number;
+  /**
+   * Events waiting behind the batch in flight. Past it (or past
+   * `maxQueuedBytes`) `publish` rejects at once with `ERR_BACKEND`, and the
+   * event is not stored. @defaultValue 50000
+   */
+  maxQueuedEvents?: number;
+  /** Bytes waiting behind the batch in flight (see `maxQueuedEvents`). @defaultValue 33554432 (32 MiB) */
+  maxQueuedBytes?: number;
+}
+
+/** An event on its way to Redis, its data already serialised for the script. */
+interface EncodedDraft {
+  draft: EventDraft;
+  kind: string;
+  text: string;
 }
 
 interface Scripts {
@@ -119,6 +144,7 @@ export class RedisBackend implements Backend {
   private commandsReady: Promise<unknown> = Promise.resolve();
   private lastError: unknown;
   private counters = { redisInterruptions: 0, redisErrors: 0, redisSweptStreams: 0, redisEvictedKeys: 0 };
+  private readonly appends: AppendQueue<EncodedDraft, StoredEvent>;
 
   constructor(options: RedisBackendOptions) {
     if (!options || typeof options.redis?.duplicate !== 'function') {
@@ -135,6 +161,16 @@ export class RedisBackend implements Backend {
     this.maxStreams = positiveInt(options.maxStreams ?? 10_000, 'maxStreams');
     this.streamIdleTtlMs = positiveInt(options.streamIdleTtlMs ?? 60 * 60 * 1000, 'streamIdleTtlMs');
     this.commandTimeoutMs = positiveInt(options.commandTimeoutMs ?? 2000, 'commandTimeoutMs');
+    this.appends = new AppendQueue<EncodedDraft, StoredEvent>(
+      (batch) => this.appendBatch(batch),
+      {
+        maxBatchEvents: positiveInt(options.maxBatchEvents ?? 500, 'maxBatchEvents'),
+        maxBatchBytes: positiveInt(options.maxBatchBytes ?? 2 ** 20, 'maxBatchBytes'),
+        maxQueuedEvents: positiveInt(options.maxQueuedEvents ?? 50_000, 'maxQueuedEvents'),
+        maxQueuedBytes: positiveInt(options.maxQueuedBytes ?? 32 * 2 ** 20, 'maxQueuedBytes'),
+      },
+      () => (this.closing ? new Error('RedisBackend is closed; cannot store the event') : undefined),
+    );
     // One hash tag: a Redis Cluster keeps every key of a hub on one slot, which the scripts need.
     const tag = `{${this.prefix}}`;
     // CLIENT LIST shows which hub a connection belongs to; Redis refuses spaces and newlines in a name.
@@ -163,8 +199,8 @@ export class RedisBackend implements Backend {
       maxRetriesPerRequest: 0,
       commandTimeout: this.commandTimeoutMs,
     }) as Redis & Scripts;
-    commands.defineCommand('ssecastAppend', { numberOfKeys: 8, lua: APPEND });
-    // Its key count varies (three keys per stream read), so each call passes it first.
+    // Its key count varies (three keys per stream of the batch), so each call passes it first.
+    commands.defineCommand('ssecastAppend', { lua: APPEND });
     commands.defineCommand('ssecastRead', { lua: READ });
     commands.defineCommand('ssecastReadAll', { numberOfKeys: 4, lua: READ_ALL });
     commands.defineCommand('ssecastSweep', { numberOfKeys: 4, lua: SWEEP });
@@ -207,46 +243,83 @@ export class RedisBackend implements Backend {
     this.sweepTimer.unref?.();
   }
 
-  async append(draft: EventDraft): Promise<StoredEvent> {
-    const commands = await this.ready('store the event');
+  append(draft: EventDraft): Promise<StoredEvent> {
     const [kind, text] = encodeData(draft.data);
-    const k = this.keys;
-    let reply: [string, number, string, number];
+    // What the event adds to a script call: its data twice (parsed and on the wire), roughly.
+    const bytes = text.length + draft.body.length + draft.stream.length + draft.type.length + (draft.key?.length ?? 0);
+    return this.appends.push({ draft, kind, text }, bytes);
+  }
+
+  /** One script call for a batch of appends (see append-queue.ts); each settles on its own. */
+  private async appendBatch(batch: QueuedAppend<EncodedDraft, StoredEvent>[]): Promise<void> {
+    let commands: Redis & Scripts;
     try {
+      commands = await this.ready('store the event');
+    } catch (error) {
+      for (const append of batch) append.reject(error);
+      return;
+    }
+    const k = this.keys;
+    const slots = new Map<string, number>();
+    const streamKeys: string[] = [];
+    const names: string[] = [];
+    const events: (string | number)[] = [];
+    for (const { item } of batch) {
+      const { draft, kind, text } = item;
+      let slot = slots.get(draft.stream);
+      if (slot === undefined) {
+        slot = slots.size + 1;
+        slots.set(draft.stream, slot);
+        names.push(draft.stream);
+        streamKeys.push(k.history + draft.stream, k.state + draft.stream, k.stateIndex + draft.stream);
+      }
       // draft.timestamp is this instance's clock and is not sent: the event's time is Redis's
       // (see lua.ts), so `since` reads do not depend on how far apart the instances' clocks are.
+      events.push(slot, draft.type, kind, text, draft.body, draft.key ?? '');
+    }
+    let reply: [string, number, string, number];
+    try {
       reply = await commands.ssecastAppend(
+        5 + streamKeys.length,
         k.meta,
         k.fanout,
         k.index,
         k.trim,
-        k.history + draft.stream,
-        k.state + draft.stream,
-        k.stateIndex + draft.stream,
         k.dropped,
+        ...streamKeys,
         k.base,
         newEpoch(),
         this.known.epoch ?? '',
         this.known.seq,
-        draft.stream,
-        draft.type,
-        kind,
-        text,
-        draft.body,
         this.historySize,
         this.fanoutSize,
         this.maxStreams,
-        draft.key ?? '',
         this.maxKeysPerStream,
+        names.length,
+        ...names,
+        ...events,
       );
     } catch (error) {
-      throw this.failure(error, 'the event may or may not have been stored');
+      const failure = this.failure(
+        error,
+        batch.length === 1
+          ? 'the event may or may not have been stored'
+          : `the event may or may not have been stored (it went to Redis in a batch of ${batch.length})`,
+      );
+      for (const append of batch) append.reject(failure);
+      return;
     }
-    const [epoch, seq, timestamp, evictedKeys] = reply;
-    this.see(epoch, Number(seq));
-    this.appended = { epoch, seq: Number(seq) };
+    const [epoch, first, timestamp, evictedKeys] = reply;
+    const firstSeq = Number(first);
+    const lastSeq = firstSeq + batch.length - 1;
+    this.see(epoch, lastSeq);
+    this.appended = { epoch, seq: lastSeq };
     this.counters.redisEvictedKeys += evictedKeys;
-    return storedEvent(epoch, Number(seq), draft.stream, draft.type, timestamp, draft.data, draft.body, draft.key);
+    for (let i = 0; i < batch.length; i++) {
+      const append = batch[i] as QueuedAppend<EncodedDraft, StoredEvent>;
+      const { draft } = append.item;
+      append.resolve(storedEvent(epoch, firstSeq + i, draft.stream, draft.type, timestamp, draft.data, draft.body, draft.key));
+    }
   }
 
   async read(query: ReadQuery): Promise<ReadResult> {
@@ -286,12 +359,14 @@ export class RedisBackend implements Backend {
     return {
       redisConnected: this.commands?.status === 'ready' ? 1 : 0,
       ...this.counters,
+      ...this.appends.stats(),
     };
   }
 
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    this.appends.rejectWaiting(new Error('RedisBackend is closed; the event was not stored'));
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.sweepTimer = undefined;
     this.reader?.stop();

@@ -200,105 +200,192 @@ end
 `;
 
 /**
- * Appends one event. KEYS: meta, fanout, index, trim, then the stream's
- * history, keyed-state hash and keyed-state zset, then the dropped-streams zset.
- * ARGV: prefix, candidate epoch, known epoch, known seq, stream, type, kind,
- * data, body, history size, fanout size, max streams, key ('' for none),
- * max keys per stream.
- * Returns { epoch, seq, timestamp, keys dropped (0 or 1) }.
+ * Appends a batch of events, in order, as one atomic step: what publishes
+ * issued together cost Redis one call instead of one each. Each event is
+ * appended exactly as it would be alone, one after the other (the same trims,
+ * key drops and stream drops, in the same order); what the batch shares is
+ * read or written once: the epoch check, the clock, the meta fields, and each
+ * stream's watermarks.
+ * KEYS: meta, fanout, index, trim, the dropped-streams zset, then for each
+ * stream of the batch its history, keyed-state hash and keyed-state zset.
+ * ARGV: prefix, candidate epoch, known epoch, known seq, history size, fanout
+ * size, max streams, max keys per stream, the number of streams S, their S
+ * names (in the order of their keys), then per event: its stream's place in
+ * that list (1-based), type, kind, data, body, key ('' for none).
+ * Returns { epoch, seq of the first event (the others follow it), timestamp
+ * (the batch's; every event of it has this one), keys dropped }.
  */
 export const APPEND: string = `${UNDECLARED_KEYS}${PRELUDE}${ISO_TIME}${DROPPING}
-local key, stateKey, stateIndex, droppedIndex = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local prefix, stream = ARGV[1], ARGV[5]
-local historySize, fanoutSize, maxStreams = tonumber(ARGV[10]), ARGV[11], tonumber(ARGV[12])
-local eventKey, maxKeys = ARGV[13], tonumber(ARGV[14])
+local droppedIndex = KEYS[5]
+local prefix = ARGV[1]
+local historySize, fanoutSize, maxStreams, maxKeys = tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
+local streamCount = tonumber(ARGV[9])
+local firstEvent = 10 + streamCount
+local eventCount = (#ARGV - firstEvent + 1) / 6
 local evictedKeys = 0
--- The stream's watermarks (see trim above), read once and written once.
-local marks, marked
-local function raise(index, seq, at)
-  if not marks then marks = marksOf(stream) end
+-- Each stream's watermarks (see trim above), read when first needed and written at the end, or
+-- before a stream drop, which reads and writes them itself.
+local marksBy, dirty = {}, {}
+local function raise(stream, index, seq, at)
+  local marks = marksBy[stream]
+  if not marks then
+    marks = marksOf(stream)
+    marksBy[stream] = marks
+  end
   if seq > marks[index] then marks[index] = seq end
   if at > marks[index + 1] then marks[index + 1] = at end
-  marked = true
+  dirty[stream] = true
+  return marks
 end
-local function markGap(seq, at) raise(1, seq, at) end
-local function markTrimmed(seq, at) raise(3, seq, at) end
+local function writeMarks()
+  for stream in pairs(dirty) do
+    local marks = marksBy[stream]
+    redis.call('HSET', trim, stream, string.format('%d|%s|%d|%s', marks[1], marks[2], marks[3], marks[4]))
+  end
+  marksBy, dirty = {}, {}
+end
 local epoch = ensureEpoch(prefix, ARGV[2], ARGV[3], tonumber(ARGV[4]))
-local seq = redis.call('HINCRBY', meta, 'seq', 1)
--- If Redis's clock steps back, the event keeps the previous one's time: order is what since reads rely on.
-local ts = isoTime(nowMs())
+local lastSeq = redis.call('HINCRBY', meta, 'seq', eventCount)
+local firstSeq = lastSeq - eventCount + 1
+-- One clock reading for the batch. If Redis's clock steps back, the events keep the previous
+-- one's time: order is what since reads rely on.
+local now = nowMs()
+local ts = isoTime(now)
 local lastAt = redis.call('HGET', meta, 'lastAt')
 if lastAt and lastAt > ts then ts = lastAt end
 redis.call('HSET', meta, 'lastAt', ts)
-local fresh = redis.call('EXISTS', key) == 0
-local fields = { 'ts', ts, 't', ARGV[6], 'k', ARGV[7], 'd', ARGV[8], 'b', ARGV[9] }
-if eventKey ~= '' then
-  fields[11] = 'y'
-  fields[12] = eventKey
-end
-redis.call('XADD', key, string.format('%d-0', seq), unpack(fields))
-if fresh then
-  -- This stream may have been dropped whole before: a resume from before that must resync. Its own
-  -- record says what it lost (and stays its watermark); without one, what was forgotten counts.
-  if redis.call('ZREM', droppedIndex, stream) == 0 and not redis.call('HGET', trim, stream) then
-    local lostSeq, lostAt = forgotten()
-    if lostSeq > 0 then
-      markGap(lostSeq, lostAt)
-      markTrimmed(lostSeq, lostAt)
+-- A stream's score in index is the time of its last use (ms). Uses within a millisecond are told
+-- apart by a fraction (1/1024 ms per event, exact in a double at today's times) that keeps growing
+-- across batches of the same millisecond: the least recently used stream is never a tie.
+local indexBase = now
+local indexAt = tonumber(redis.call('HGET', meta, 'indexAt') or '0')
+if indexAt >= indexBase then indexBase = indexAt + 1 / 1024 end
+-- Each stream's tail is cut back to historySize once per batch, not once per event: the same
+-- events go, and each is judged covered or lost as it would have been when its own publish cut it
+-- (a key's latest only moves forward until the key is dropped, and a key or stream drop first
+-- makes the cuts the publishes before it would have made).
+local untrimmed = {}
+local function trimStream(stream, slot, size)
+  untrimmed[stream] = nil
+  local key, stateIndex = KEYS[3 + slot * 3], KEYS[5 + slot * 3]
+  local excess = redis.call('XLEN', key) - size
+  if excess <= 0 then return end
+  local gone = redis.call('XRANGE', key, '-', '+', 'COUNT', excess)
+  local gapSeq, gapAt = 0, ''
+  raise(stream, 3, seqOf(gone[#gone][1]), gone[#gone][2][2])
+  for _, entry in ipairs(gone) do
+    -- A keyed event whose key's latest is this one or a newer one is not lost: the state stands for it.
+    local entryKey, covered = entry[2][12], false
+    if entryKey then
+      local latest = redis.call('ZSCORE', stateIndex, entryKey)
+      covered = latest and tonumber(latest) >= seqOf(entry[1])
+    end
+    if not covered then
+      gapSeq = seqOf(entry[1])
+      if entry[2][2] > gapAt then gapAt = entry[2][2] end
     end
   end
+  redis.call('XTRIM', key, 'MAXLEN', size)
+  if gapSeq > 0 then raise(stream, 1, gapSeq, gapAt) end
 end
-if eventKey ~= '' then
-  redis.call('ZADD', stateIndex, seq, eventKey)
-  redis.call('HSET', stateKey, eventKey, cjson.encode({ string.format('%d', seq), ts, ARGV[6], ARGV[7], ARGV[8], ARGV[9], eventKey }))
-  if redis.call('ZCARD', stateIndex) > maxKeys then
-    -- The least recently updated key goes, and what it stood for with it: its latest event if
-    -- the tail no longer holds it, else only its earlier events the tail trimmed.
-    local oldest = redis.call('ZPOPMIN', stateIndex)
-    local packed = redis.call('HGET', stateKey, oldest[1])
-    redis.call('HDEL', stateKey, oldest[1])
-    evictedKeys = 1
-    if packed then
-      local old = cjson.decode(packed)
-      local id = string.format('%d-0', tonumber(old[1]))
-      raise(1, 0, '')
-      -- Asked of the tail itself, not of the trimmed watermark, which a value from an older version may lack.
-      if #redis.call('XRANGE', key, id, id) == 0 then markGap(tonumber(old[1]), old[2]) else markGap(marks[3], marks[4]) end
-    end
+local function trimAll()
+  for stream, slot in pairs(untrimmed) do trimStream(stream, slot, historySize) end
+end
+-- Streams known to have a history key in this batch (EXISTS once per stream, not per event), and
+-- the streams this batch used, with the event that used each last.
+local indexed, indexedCount, present, lastUse = {}, 0, {}, {}
+-- The stream a drop takes: the least recently used, as if each event of the batch had its own
+-- time. Every stream the batch used has the batch's time, so any other stream is older; among the
+-- batch's own, the one its events left longest ago. Never the stream being appended to.
+local function leastRecentlyUsed(current)
+  for _, name in ipairs(redis.call('ZRANGE', index, 0, indexedCount)) do
+    if not indexed[name] then return name end
   end
+  local victim, oldest
+  for name in pairs(indexed) do
+    if name ~= current and (not oldest or lastUse[name] < oldest) then victim, oldest = name, lastUse[name] end
+  end
+  return victim
 end
-if not fresh then
-  local excess = redis.call('XLEN', key) - historySize
-  if excess > 0 then
-    local gone = redis.call('XRANGE', key, '-', '+', 'COUNT', excess)
-    local gapSeq, gapAt = 0, ''
-    markTrimmed(seqOf(gone[#gone][1]), gone[#gone][2][2])
-    for _, entry in ipairs(gone) do
-      -- A keyed event whose key's latest is this one or a newer one is not lost: the state stands for it.
-      local entryKey, covered = entry[2][12], false
-      if entryKey then
-        local latest = redis.call('ZSCORE', stateIndex, entryKey)
-        covered = latest and tonumber(latest) >= seqOf(entry[1])
+for e = 0, eventCount - 1 do
+  local at = firstEvent + e * 6
+  local slot = tonumber(ARGV[at])
+  local stream = ARGV[9 + slot]
+  local key, stateKey, stateIndex = KEYS[3 + slot * 3], KEYS[4 + slot * 3], KEYS[5 + slot * 3]
+  local eventKey = ARGV[at + 5]
+  local seq = firstSeq + e
+  local fresh = not present[stream] and redis.call('EXISTS', key) == 0
+  present[stream] = true
+  local id, eventType, kind, data, body = string.format('%d-0', seq), ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], ARGV[at + 4]
+  -- Written out, not unpacked from a table: this runs for every event, and the table costs.
+  if eventKey == '' then
+    redis.call('XADD', key, id, 'ts', ts, 't', eventType, 'k', kind, 'd', data, 'b', body)
+  else
+    redis.call('XADD', key, id, 'ts', ts, 't', eventType, 'k', kind, 'd', data, 'b', body, 'y', eventKey)
+  end
+  if fresh then
+    -- This stream may have been dropped whole before: a resume from before that must resync. Its own
+    -- record says what it lost (and stays its watermark); without one, what was forgotten counts.
+    if redis.call('ZREM', droppedIndex, stream) == 0 and not redis.call('HGET', trim, stream) then
+      local lostSeq, lostAt = forgotten()
+      if lostSeq > 0 then
+        raise(stream, 1, lostSeq, lostAt)
+        raise(stream, 3, lostSeq, lostAt)
       end
-      if not covered then
-        gapSeq = seqOf(entry[1])
-        if entry[2][2] > gapAt then gapAt = entry[2][2] end
+    end
+  end
+  if eventKey ~= '' then
+    redis.call('ZADD', stateIndex, seq, eventKey)
+    redis.call('HSET', stateKey, eventKey, cjson.encode({ string.format('%d', seq), ts, eventType, kind, data, body, eventKey }))
+    if redis.call('ZCARD', stateIndex) > maxKeys then
+      -- The least recently updated key goes, and what it stood for with it: its latest event if
+      -- the tail no longer holds it, else only its earlier events the tail trimmed.
+      -- Where this event's own publish would stand: the earlier events' cuts made, not yet its own.
+      if untrimmed[stream] then trimStream(stream, slot, historySize + 1) end
+      local oldest = redis.call('ZPOPMIN', stateIndex)
+      local packed = redis.call('HGET', stateKey, oldest[1])
+      redis.call('HDEL', stateKey, oldest[1])
+      evictedKeys = evictedKeys + 1
+      if packed then
+        local old = cjson.decode(packed)
+        local id = string.format('%d-0', tonumber(old[1]))
+        local marks = raise(stream, 1, 0, '')
+        -- Asked of the tail itself, not of the trimmed watermark, which a value from an older version may lack.
+        if #redis.call('XRANGE', key, id, id) == 0 then raise(stream, 1, tonumber(old[1]), old[2]) else raise(stream, 1, marks[3], marks[4]) end
       end
     end
-    redis.call('XTRIM', key, 'MAXLEN', historySize)
-    if gapSeq > 0 then markGap(gapSeq, gapAt) end
+  end
+  untrimmed[stream] = slot
+  -- Its place among the most recently used: before anything this batch drops is chosen.
+  if fresh or not indexed[stream] then
+    redis.call('ZADD', index, indexBase + e / 1024, stream)
+    if not indexed[stream] then indexedCount = indexedCount + 1 end
+    indexed[stream] = true
+  end
+  if eventKey == '' then
+    redis.call('XADD', fanout, 'MAXLEN', '~', fanoutSize, '*', 'e', epoch, 'n', seq, 's', stream, 'ts', ts, 't', eventType, 'k', kind, 'd', data, 'b', body)
+  else
+    redis.call('XADD', fanout, 'MAXLEN', '~', fanoutSize, '*', 'e', epoch, 'n', seq, 's', stream, 'ts', ts, 't', eventType, 'k', kind, 'd', data, 'b', body, 'y', eventKey)
+  end
+  lastUse[stream] = e
+  if fresh and redis.call('ZCARD', index) > maxStreams then
+    trimAll()
+    writeMarks()
+    while redis.call('ZCARD', index) > maxStreams do
+      local victim = leastRecentlyUsed(stream)
+      evict(prefix, victim, maxStreams)
+      -- A stream dropped here that comes again in this batch starts over, as it would alone.
+      if indexed[victim] then indexedCount = indexedCount - 1 end
+      indexed[victim], present[victim] = nil, nil
+    end
   end
 end
-if marked then redis.call('HSET', trim, stream, string.format('%d|%s|%d|%s', marks[1], marks[2], marks[3], marks[4])) end
-redis.call('ZADD', index, nowMs(), stream)
-redis.call('XADD', fanout, 'MAXLEN', '~', fanoutSize, '*', 'e', epoch, 'n', seq, 's', stream, unpack(fields))
-if fresh then
-  while redis.call('ZCARD', index) > maxStreams do
-    local oldest = redis.call('ZRANGE', index, 0, 1)
-    evict(prefix, oldest[1] == stream and oldest[2] or oldest[1], maxStreams)
-  end
-end
-return { epoch, seq, ts, evictedKeys }
+trimAll()
+writeMarks()
+-- Each stream's last use in the batch, so that later batches see their order too.
+for stream in pairs(indexed) do redis.call('ZADD', index, indexBase + lastUse[stream] / 1024, stream) end
+redis.call('HSET', meta, 'indexAt', string.format('%.17g', indexBase + (eventCount - 1) / 1024))
+return { epoch, firstSeq, ts, evictedKeys }
 `;
 
 /**
