@@ -2,16 +2,17 @@
 // (this process) publishes; instance B (this file again, forked with
 // --instance-b) serves the node adapter on 127.0.0.1 and reads its own SSE
 // endpoint with a raw HTTP request and eventsource-parser. Measured:
-//   - publish rate: sequential `await hub.publish`, and 64 publishes in flight;
+//   - publish rate: sequential `await hub.publish`, and 64, 256, 1,024 and 4,096 publishes in
+//     flight (publishes issued together go to Redis as one script call: batched appends);
 //   - end-to-end latency, publish on A to arrival at B's client, one event
-//     every 5 ms (paced), then a burst of 10,000 events with 64 in flight
+//     every 5 ms (paced), then a burst of 20,000 events with 1,024 in flight
 //     (deliveries per second at the client, latency);
 //   - the memory backend in one process (publish rate, paced latency) for comparison.
 // Events carry their publish time (performance.timeOrigin + performance.now(),
 // a clock both processes share; the measured offset is printed). Every event is
 // counted by its index: a missing one is reported as missing, never folded into a
 // rate, and the run exits 1.
-//   node bench/redis.mjs [pacedEvents=2000] [burstEvents=10000]
+//   node bench/redis.mjs [pacedEvents=2000] [burstEvents=20000]
 // Redis at REDIS_URL (default redis://127.0.0.1:6379); keys go under a fresh
 // prefix, deleted at the end. Writes bench/results/redis.json.
 import http from 'node:http';
@@ -28,14 +29,17 @@ import { createSseHandler } from '../dist/adapters/node.js';
 
 const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
 const STREAM = 'bench';
-const WINDOW = 64;
+/** Publishes in flight in the burst. */
+const WINDOW = 1024;
+/** In-flight counts the publish rate is measured at (1: each awaited in turn). */
+const WINDOWS = [1, 64, 256, 1024, 4096];
 const PACED_INTERVAL_MS = 5;
 /** How long each publish-rate measurement runs. */
 const RATE_MS = 1500;
 /** A collector that sees no new event for this long stops waiting and reports what is missing. */
 const QUIET_MS = 3000;
 /** The whole run; past it, everything is stopped and the run fails. */
-const RUN_LIMIT_MS = 60_000;
+const RUN_LIMIT_MS = 120_000;
 /** A line of command output: what a typical event carries besides the timing fields. */
 const LINE = 'src/backends/redis.ts(214,7): compiled 42 modules in 1.8s, 0 warnings, cache hit ratio 0.97';
 
@@ -154,6 +158,14 @@ async function publishRate(hub, window, ms) {
   await Promise.all(Array.from({ length: window }, worker));
   const seconds = (performance.now() - started) / 1000;
   return { events: done, seconds: round(seconds, 3), eventsPerSecond: Math.round(done / seconds) };
+}
+
+/** The publish rate at each of WINDOWS: `{ sequential, inFlight: { [window]: rate } }`. */
+async function publishRates(hub) {
+  const sequential = await publishRate(hub, 1, RATE_MS);
+  const inFlight = {};
+  for (const window of WINDOWS.slice(1)) inFlight[window] = await publishRate(hub, window, RATE_MS);
+  return { sequential, inFlight };
 }
 
 /**
@@ -373,7 +385,7 @@ async function deleteKeys(admin, prefix) {
 
 async function main() {
   const pacedEvents = Number(process.argv[2] ?? 2000);
-  const burstEvents = Number(process.argv[3] ?? 10_000);
+  const burstEvents = Number(process.argv[3] ?? 20_000);
   const where = redisAddress();
   const prefix = `bench-${randomBytes(6).toString('hex')}`;
 
@@ -444,6 +456,7 @@ async function main() {
       pacedIntervalMs: PACED_INTERVAL_MS,
       burstEvents,
       window: WINDOW,
+      windows: WINDOWS,
       rateSeconds: RATE_MS / 1000,
       dataBytes: Buffer.byteLength(JSON.stringify(payload(1999, now()))),
       layout: 'redis: A (publisher) and B (hub + node:http + SSE client) are separate processes; memory: one process',
@@ -457,7 +470,7 @@ async function main() {
     {
       const hub = new EventManager({ replay: 0, heartbeatMs: 0 });
       await publishRate(hub, 1, 300); // warm-up
-      memory.publish = { sequential: await publishRate(hub, 1, RATE_MS), concurrent: await publishRate(hub, WINDOW, RATE_MS) };
+      memory.publish = await publishRates(hub);
       const server = await serve(hub);
       const client = connectClient(server.address().port);
       await client.opened;
@@ -502,7 +515,9 @@ async function main() {
     await warmUp(hubA, sinkB);
     say('redis backend: publish rate');
     await publishRate(hubA, 1, 300);
-    const publish = { sequential: await publishRate(hubA, 1, RATE_MS), concurrent: await publishRate(hubA, WINDOW, RATE_MS) };
+    const publish = await publishRates(hubA);
+    const batching = hubA.stats();
+    publish.batches = { calls: batching.redisAppendBatches, largest: batching.redisLargestBatch };
 
     say(`redis backend: paced latency, ${pacedEvents} events, one every ${PACED_INTERVAL_MS} ms`);
     const pacedPublished = await publishPaced(hubA, 'paced', pacedEvents, PACED_INTERVAL_MS);
@@ -566,7 +581,14 @@ function print(r) {
   console.log('');
   const rows = [
     ['publish, sequential await (events/s)', n(m.publish.sequential.eventsPerSecond), n(x.publish.sequential.eventsPerSecond)],
-    [`publish, ${s.window} in flight (events/s)`, n(m.publish.concurrent.eventsPerSecond), n(x.publish.concurrent.eventsPerSecond)],
+    ...s.windows
+      .slice(1)
+      .map((w) => [
+        `publish, ${n(w)} in flight (events/s)`,
+        n(m.publish.inFlight[w].eventsPerSecond),
+        n(x.publish.inFlight[w].eventsPerSecond),
+      ]),
+    ['  script calls (batches), largest batch', '', `${n(x.publish.batches.calls)}, ${n(x.publish.batches.largest)}`],
     [`paced, 1 per ${s.pacedIntervalMs} ms: received`, received(m.paced), received(x.paced)],
     ['  latency p50 (ms)', ms(m.paced.latencyMs.p50), ms(x.paced.latencyMs.p50)],
     ['  latency p99 (ms)', ms(m.paced.latencyMs.p99), ms(x.paced.latencyMs.p99)],
