@@ -293,14 +293,14 @@ local function trimAll()
 end
 -- Streams known to have a history key in this batch (EXISTS once per stream, not per event), and
 -- the streams this batch used, with the event that used each last.
-local indexed, indexedCount, present, lastUse = {}, 0, {}, {}
+local indexed, present, lastUse = {}, {}, {}
 -- The stream a drop takes: the least recently used, as if each event of the batch had its own
 -- time. Every stream the batch used has the batch's time, so any other stream is older; among the
 -- batch's own, the one its events left longest ago. Never the stream being appended to.
 local function leastRecentlyUsed(current)
-  for _, name in ipairs(redis.call('ZRANGE', index, 0, indexedCount)) do
-    if not indexed[name] then return name end
-  end
+  local first = redis.call('ZRANGE', index, 0, 0)[1]
+  if not indexed[first] then return first end
+  -- The oldest score is one of the batch's: there is no older stream than the batch's own.
   local victim, oldest
   for name in pairs(indexed) do
     if name ~= current and (not oldest or lastUse[name] < oldest) then victim, oldest = name, lastUse[name] end
@@ -359,7 +359,6 @@ for e = 0, eventCount - 1 do
   -- Its place among the most recently used: before anything this batch drops is chosen.
   if fresh or not indexed[stream] then
     redis.call('ZADD', index, indexBase + e / 1024, stream)
-    if not indexed[stream] then indexedCount = indexedCount + 1 end
     indexed[stream] = true
   end
   if eventKey == '' then
@@ -375,7 +374,6 @@ for e = 0, eventCount - 1 do
       local victim = leastRecentlyUsed(stream)
       evict(prefix, victim, maxStreams)
       -- A stream dropped here that comes again in this batch starts over, as it would alone.
-      if indexed[victim] then indexedCount = indexedCount - 1 end
       indexed[victim], present[victim] = nil, nil
     end
   end
