@@ -77,38 +77,56 @@ export interface GzipTransport extends SseTransport {
  * input fills, and `write` returns false until `onDrain`.
  */
 export function gzipTransport(zlib: typeof Zlib, settings: Required<CompressOptions>, sink: ByteSink, onDrain: () => void): GzipTransport {
-  const gzip = zlib.createGzip(settings);
-  let ending = false;
-  gzip.on('data', (chunk: Buffer) => {
-    if (!sink.write(chunk)) gzip.pause();
-  });
-  gzip.on('drain', onDrain);
-  gzip.on('end', () => sink.end());
-  // zlib fails only on misuse or memory exhaustion; the stream cannot go on either way.
-  gzip.on('error', () => sink.abort());
-  return {
-    write(chunk) {
-      const accepted = gzip.write(chunk);
-      gzip.flush(zlib.constants.Z_SYNC_FLUSH);
-      return accepted;
-    },
-    get bufferedBytes() {
-      return gzip.writableLength + gzip.readableLength + sink.bufferedBytes;
-    },
-    end() {
-      if (ending) return;
-      ending = true;
-      gzip.end();
-    },
-    abort() {
-      gzip.destroy();
-      sink.abort();
-    },
-    resume() {
-      gzip.resume();
-    },
-    destroy() {
-      gzip.destroy();
-    },
-  };
+  return new GzipStream(zlib, settings, sink, onDrain);
+}
+
+// A class, not an object literal with a getter: V8 gives every such literal a hidden class of its own.
+class GzipStream implements GzipTransport {
+  private readonly gzip: Zlib.Gzip;
+  private readonly sink: ByteSink;
+  private readonly flushMode: number;
+  private ending = false;
+
+  constructor(zlib: typeof Zlib, settings: Required<CompressOptions>, sink: ByteSink, onDrain: () => void) {
+    const gzip = zlib.createGzip(settings);
+    this.gzip = gzip;
+    this.sink = sink;
+    this.flushMode = zlib.constants.Z_SYNC_FLUSH;
+    gzip.on('data', (chunk: Buffer) => {
+      if (!sink.write(chunk)) gzip.pause();
+    });
+    gzip.on('drain', onDrain);
+    gzip.on('end', () => sink.end());
+    // zlib fails only on misuse or memory exhaustion; the stream cannot go on either way.
+    gzip.on('error', () => sink.abort());
+  }
+
+  write(chunk: string | Uint8Array): boolean {
+    const accepted = this.gzip.write(chunk);
+    this.gzip.flush(this.flushMode);
+    return accepted;
+  }
+
+  get bufferedBytes(): number {
+    return this.gzip.writableLength + this.gzip.readableLength + this.sink.bufferedBytes;
+  }
+
+  end(): void {
+    if (this.ending) return;
+    this.ending = true;
+    this.gzip.end();
+  }
+
+  abort(): void {
+    this.gzip.destroy();
+    this.sink.abort();
+  }
+
+  resume(): void {
+    this.gzip.resume();
+  }
+
+  destroy(): void {
+    this.gzip.destroy();
+  }
 }

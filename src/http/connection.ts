@@ -60,10 +60,23 @@ export interface ConnectionOptions {
   expiresAt?: number | undefined;
   /** Unsent bytes shared by a handler's connections (`maxTotalUnsentBytes`). */
   budget?: UnsentBudget | undefined;
+}
+
+/** Reports a transport failure to `onError`, or logs it; never throws. */
+export function reportTransportFailure(onError: ((error: unknown) => void) | undefined, error: unknown): void {
+  reportFailure(onError, 'stream transport failed', error);
+}
+
+/**
+ * Who hears how a connection ends: an object with methods rather than two
+ * callbacks, so that an adapter's per-connection state (its transport, say)
+ * can be the owner and no closure is kept per connection.
+ */
+export interface ConnectionOwner {
   /** Called once when the connection is finished, whoever ended it. */
-  onClose?: ((reason: ConnectionCloseReason) => void) | undefined;
-  /** A transport call threw: the connection ends and the error is reported here. */
-  onError?: ((error: unknown) => void) | undefined;
+  connectionClosed?(reason: ConnectionCloseReason): void;
+  /** A transport call threw: the connection ends and the error is reported here (see `reportTransportFailure`); must not throw. */
+  connectionFailed?(error: unknown): void;
 }
 
 const HEARTBEAT = ':heartbeat\n\n';
@@ -130,6 +143,7 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
   /** The hub's per-tick flush: events of one tick go out as one write per connection. */
   private readonly flusher: FlushScheduler;
   private readonly options: ConnectionOptions;
+  private readonly owner: ConnectionOwner | undefined;
   private readonly hub: Hub<M>;
   private subscription: Subscription<M> | undefined;
   private heartbeats: HeartbeatScheduler | undefined;
@@ -174,11 +188,12 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
   private counted = 0;
   private endGrace: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(hub: Hub<M>, transport: SseTransport, options: ConnectionOptions) {
+  constructor(hub: Hub<M>, transport: SseTransport, options: ConnectionOptions, owner?: ConnectionOwner) {
     this.hub = hub;
     this.transport = transport;
     this.flusher = hub.flushScheduler();
     this.options = options;
+    this.owner = owner;
     this.maxUnsentBytes = options.maxUnsentBytes;
     // An empty `data:` line, so that EventSource dispatches it (data ""); no `id:`, so that it never moves lastEventId.
     this.heartbeatFrame = options.heartbeatEvent === undefined ? HEARTBEAT : `event: ${options.heartbeatEvent}\ndata:\n\n`;
@@ -454,7 +469,8 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
   }
 
   private report(error: unknown): void {
-    reportFailure(this.options.onError, 'stream transport failed', error);
+    if (this.owner?.connectionFailed) this.owner.connectionFailed(error);
+    else reportTransportFailure(undefined, error);
   }
 
   private safely(action: () => void): void {
@@ -511,7 +527,7 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
         }
       } else this.safely(() => this.transport.abort());
     }
-    const onClose = this.options.onClose;
-    if (onClose) this.safely(() => onClose(reason));
+    const owner = this.owner;
+    if (owner?.connectionClosed) this.safely(() => owner.connectionClosed?.(reason));
   }
 }

@@ -2,7 +2,7 @@ import type * as Zlib from 'node:zlib';
 import type { Hub } from '../core/hub.js';
 import type { EventMapBase } from '../core/types.js';
 import { gzipTransport, type ByteSink, type gzipSettings } from './compression.js';
-import { SseConnection, type SseTransport } from './connection.js';
+import { reportTransportFailure, SseConnection, type SseTransport } from './connection.js';
 import type { Admission } from './gate.js';
 
 /**
@@ -24,7 +24,6 @@ export function eventStream<M extends EventMapBase>(
   gzip: { zlib: typeof Zlib; settings: NonNullable<ReturnType<typeof gzipSettings>> } | undefined,
   report: (error: unknown) => void,
 ): ReadableStream<Uint8Array> {
-  const encoder = new TextEncoder();
   let connection: SseConnection<M>;
   let resume: () => void = () => connection.drained();
   let destroy: () => void = () => {};
@@ -42,63 +41,22 @@ export function eventStream<M extends EventMapBase>(
   return new ReadableStream<Uint8Array>(
     {
       start(controller) {
-        const queued = () => Math.max(0, BODY_HIGH_WATER_MARK - (controller.desiredSize ?? 0));
-        closeBody = () => {
-          try {
-            controller.close();
-          } catch {
-            // Already closed, errored or cancelled.
-          }
-        };
-        const sink: ByteSink = {
-          write(bytes) {
-            try {
-              controller.enqueue(bytes);
-            } catch {
-              // The runtime dropped the body without cancelling it; never throw into the hub's fan-out.
-              queueMicrotask(onCancel);
-              return false;
-            }
-            return (controller.desiredSize ?? 0) > 0;
-          },
-          get bufferedBytes() {
-            return queued();
-          },
-          end: closeBody,
-          // Erroring the body makes the runtime tear the response down.
-          abort: () => {
-            try {
-              controller.error(new Error('ssecast: stream aborted (slow consumer or server error)'));
-            } catch {
-              // Already closed or cancelled: nothing left to tear down.
-            }
-          },
-        };
-        let transport: SseTransport = {
-          // Event chunks are shared with other connections, and a runtime may transfer
-          // (detach) what it reads from a body: each body gets its own copy.
-          write: (chunk) => sink.write(typeof chunk === 'string' ? encoder.encode(chunk) : chunk.slice()),
-          get bufferedBytes() {
-            return sink.bufferedBytes;
-          },
-          end: sink.end,
-          // A closed body is the runtime's: nothing can tear it down later, so no grace timer is kept.
-          handsOverOnEnd: true,
-          abort: sink.abort,
-        };
+        const sink = new BodySink(controller, onCancel);
+        closeBody = () => sink.end();
+        const body = new BodyTransport(sink);
+        let transport: SseTransport = body;
         if (gzip) {
           const gz = gzipTransport(gzip.zlib, gzip.settings, sink, () => connection.drained());
           transport = gz;
           resume = () => gz.resume();
           destroy = () => gz.destroy();
         }
-        connection = new SseConnection(hub, transport, {
-          ...admission.connection,
-          onClose: () => {
+        connection = new SseConnection(hub, transport, admission.connection, {
+          connectionClosed: () => {
             request.signal?.removeEventListener('abort', onAbort);
             admission.release();
           },
-          onError: report,
+          connectionFailed: (error) => reportTransportFailure(report, error),
         });
         request.signal?.addEventListener('abort', onAbort, { once: true });
         connection.start();
@@ -115,4 +73,84 @@ export function eventStream<M extends EventMapBase>(
     },
     { highWaterMark: BODY_HIGH_WATER_MARK, size: (chunk) => chunk.byteLength },
   );
+}
+
+const encoder = new TextEncoder();
+
+// Classes, not object literals with getters: V8 gives every object literal that defines an
+// accessor with a fresh closure a hidden class (and descriptor array) of its own.
+
+/** The body's controller as a `ByteSink`: where bytes go, gzipped or not. */
+class BodySink implements ByteSink {
+  private readonly controller: ReadableStreamDefaultController<Uint8Array>;
+  private readonly onDropped: () => void;
+
+  constructor(controller: ReadableStreamDefaultController<Uint8Array>, onDropped: () => void) {
+    this.controller = controller;
+    this.onDropped = onDropped;
+  }
+
+  write(bytes: Uint8Array): boolean {
+    try {
+      this.controller.enqueue(bytes);
+    } catch {
+      // The runtime dropped the body without cancelling it; never throw into the hub's fan-out.
+      queueMicrotask(this.onDropped);
+      return false;
+    }
+    return (this.controller.desiredSize ?? 0) > 0;
+  }
+
+  get bufferedBytes(): number {
+    return Math.max(0, BODY_HIGH_WATER_MARK - (this.controller.desiredSize ?? 0));
+  }
+
+  end(): void {
+    try {
+      this.controller.close();
+    } catch {
+      // Already closed, errored or cancelled.
+    }
+  }
+
+  // Erroring the body makes the runtime tear the response down.
+  abort(): void {
+    try {
+      this.controller.error(new Error('ssecast: stream aborted (slow consumer or server error)'));
+    } catch {
+      // Already closed or cancelled: nothing left to tear down.
+    }
+  }
+}
+
+/** The uncompressed body as the connection's transport. */
+class BodyTransport implements SseTransport {
+  private readonly sink: BodySink;
+
+  constructor(sink: BodySink) {
+    this.sink = sink;
+  }
+
+  // Event chunks are shared with other connections, and a runtime may transfer
+  // (detach) what it reads from a body: each body gets its own copy.
+  write(chunk: string | Uint8Array): boolean {
+    return this.sink.write(typeof chunk === 'string' ? encoder.encode(chunk) : chunk.slice());
+  }
+
+  get bufferedBytes(): number {
+    return this.sink.bufferedBytes;
+  }
+
+  // A closed body is the runtime's: nothing can tear it down later, so no grace timer is kept.
+  get handsOverOnEnd(): boolean {
+    return true;
+  }
+
+  end(): void {
+    this.sink.end();
+  }
+
+  abort(): void {
+    this.sink.abort();
+  }
 }

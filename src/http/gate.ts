@@ -239,7 +239,7 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
     } catch {
       return reject(400, 'the request target could not be parsed as a URL');
     }
-    const requestOptions = parseRequestOptions(url, view.header);
+    const requestOptions = parseRequestOptions(url, view);
     if (isRejection(requestOptions)) return requestOptions;
 
     let requested: readonly string[] | '*';

@@ -5,8 +5,14 @@ import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import * as zlib from 'node:zlib';
 import type { Hub } from '../core/hub.js';
 import type { EventMapBase } from '../core/types.js';
-import { acceptsGzip, gzipSettings, gzipTransport, type CompressOptions } from './compression.js';
-import { SseConnection, type ConnectionCloseReason, type SseTransport } from './connection.js';
+import { acceptsGzip, gzipSettings, gzipTransport, type CompressOptions, type GzipTransport } from './compression.js';
+import {
+  reportTransportFailure,
+  SseConnection,
+  type ConnectionCloseReason,
+  type ConnectionOwner,
+  type SseTransport,
+} from './connection.js';
 import { isGone, SseGate, type Admission, type RequestView, type SseHandlerOptions } from './gate.js';
 import { reject, rejectionHeaders, streamHeaders, type Rejection } from './reject.js';
 
@@ -20,34 +26,50 @@ export type NodeResponse = ServerResponse | Http2ServerResponse;
  * `req.url`); the gate parses it, so a malformed one gets a 400, not a throw.
  */
 export function nodeRequestView(req: NodeRequest, res: NodeResponse, target: string | undefined): RequestView {
-  return {
-    method: typeof req.method === 'string' ? req.method : 'GET',
-    target: typeof target === 'string' ? target : '/',
-    header: (name) => {
-      const value = req.headers[name];
-      return Array.isArray(value) ? value[0] : value;
-    },
-    remoteAddress: req.socket?.remoteAddress,
-    gone: watchGone(req, res),
-  };
+  return new NodeRequestView(req, res, target);
 }
 
-/**
- * "The client has gone", the same way for HTTP/1.1, HTTPS and HTTP/2: the
- * response's `close`, or the transport's own state for a close that came
- * before this was attached. HTTP/1 reads the request's socket: a pipelined
- * response has no socket of its own until the one before it ends.
- */
-export function watchGone(req: NodeRequest, res: NodeResponse): () => boolean {
-  let gone = false;
-  res.once('close', () => (gone = true));
-  const stream = (res as Http2ServerResponse).stream as { destroyed?: boolean; closed?: boolean } | undefined;
-  return () => {
-    if (gone) return true;
+// A class, not an object literal of closures: nothing of it is kept once the request is admitted.
+class NodeRequestView implements RequestView {
+  readonly method: string;
+  readonly target: string;
+  private readonly req: NodeRequest;
+  private readonly res: NodeResponse;
+  private readonly stream: { destroyed?: boolean; closed?: boolean } | undefined;
+
+  constructor(req: NodeRequest, res: NodeResponse, target: string | undefined) {
+    this.method = typeof req.method === 'string' ? req.method : 'GET';
+    this.target = typeof target === 'string' ? target : '/';
+    this.req = req;
+    this.res = res;
+    this.stream = (res as Http2ServerResponse).stream;
+  }
+
+  header(name: string): string | undefined {
+    const value = this.req.headers[name];
+    return Array.isArray(value) ? value[0] : value;
+  }
+
+  // Read only when the gate needs it: node:http caches a peer's address on its socket once asked.
+  get remoteAddress(): string | undefined {
+    return this.req.socket?.remoteAddress;
+  }
+
+  /**
+   * "The client has gone", the same way for HTTP/1.1, HTTPS and HTTP/2, from
+   * the transport's own state: node:http marks a response destroyed before it
+   * emits its 'close', and an HTTP/2 stream is closed or destroyed before
+   * its response's. No listener is needed, so none is left on the response.
+   * HTTP/1 reads the request's socket: a pipelined response has no socket of
+   * its own until the one before it ends.
+   */
+  gone(): boolean {
+    const stream = this.stream;
     if (stream) return stream.destroyed === true || stream.closed === true;
-    const socket = (res as ServerResponse).socket ?? (req as IncomingMessage).socket;
-    return (res as ServerResponse).destroyed === true || !socket || socket.destroyed;
-  };
+    const res = this.res as ServerResponse;
+    const socket = res.socket ?? (this.req as IncomingMessage).socket;
+    return res.destroyed === true || !socket || socket.destroyed;
+  }
 }
 
 /**
@@ -66,6 +88,8 @@ export function nodeHandler<M extends EventMapBase, Req extends NodeRequest>(
     gate.report(error, req);
     answer(res, reject(500, 'the stream could not be opened'));
   };
+  // One for the handler, not one per connection: the stream hands it its request.
+  const report = (error: unknown, req: NodeRequest) => gate.report(error, req as Req);
   return (req, res) => {
     let view: RequestView;
     try {
@@ -81,7 +105,7 @@ export function nodeHandler<M extends EventMapBase, Req extends NodeRequest>(
         // The client may have left while the hooks were awaited.
         if (view.gone()) return outcome.release();
         try {
-          openNodeStream(hub, req, res, outcome, gzip, undefined, (error) => gate.report(error, req));
+          openNodeStream(hub, req, res, outcome, gzip, undefined, report);
         } catch (error) {
           outcome.release();
           fail(error, req, res);
@@ -109,6 +133,8 @@ export function answer(res: NodeResponse, rejection: Rejection): void {
  * Turns an admitted Node request into an event stream: headers, socket
  * settings, the transport (gzip when asked for and accepted) and the
  * connection. Shared by the node:http, Express and Fastify adapters.
+ * `onClose` and `onError` are called with the request, so that one function
+ * can serve every connection of a handler.
  */
 export function openNodeStream<M extends EventMapBase>(
   hub: Hub<M>,
@@ -116,8 +142,8 @@ export function openNodeStream<M extends EventMapBase>(
   res: NodeResponse,
   admission: Admission,
   gzip: Required<CompressOptions> | null,
-  onClose?: (reason: ConnectionCloseReason) => void,
-  onError?: (error: unknown) => void,
+  onClose?: (reason: ConnectionCloseReason, req: NodeRequest) => void,
+  onError?: (error: unknown, req: NodeRequest) => void,
 ): SseConnection<M> {
   const http2 = req.httpVersionMajor >= 2;
   const compressed = gzip !== null && acceptsGzip(headerOf(req, 'accept-encoding'));
@@ -131,71 +157,144 @@ export function openNodeStream<M extends EventMapBase>(
   if ('setTimeout' in req.socket && !http2) req.socket.setTimeout(0);
   if ('setNoDelay' in req.socket) (req.socket as { setNoDelay(v: boolean): void }).setNoDelay(true);
 
-  const plain = nodeTransport(res, http2);
-  let transport: SseTransport = plain;
-  let onDrain = () => connection.drained();
-  let onGone = () => connection.transportClosed();
-  if (compressed) {
-    const gz = gzipTransport(zlib, gzip, plain, () => connection.drained());
-    transport = gz;
-    onDrain = () => gz.resume();
-    onGone = () => {
-      gz.destroy();
-      connection.transportClosed();
-    };
-  }
-
-  // The listeners stay until the response closes: a clean end under backpressure
-  // (gzip still holding bytes) needs 'drain' to finish sending what was accepted.
-  const connection = new SseConnection(hub, transport, {
-    ...admission.connection,
-    onClose: (reason) => {
-      admission.release();
-      onClose?.(reason);
-    },
-    onError,
-  });
-  const stream = http2 ? (res as Http2ServerResponse).stream : undefined;
-  // A pipelined HTTP/1 response waiting behind another never emits 'close' when the client
-  // leaves (Node gives it no socket until its turn): the request's socket tells.
-  const socket = http2 ? undefined : (req as IncomingMessage).socket;
-  const onSocketClose = () => onGone();
-  socket?.once('close', onSocketClose);
-  res.once('close', () => {
-    res.off('drain', onDrain);
-    res.off('error', ignore);
-    stream?.off('error', ignore);
-    socket?.off('close', onSocketClose);
-    onGone();
-  });
-  res.on('drain', onDrain);
-  // Errors on a dying socket surface here; 'close' follows and cleans up.
-  res.on('error', ignore);
-  stream?.on('error', ignore);
+  const stream = new NodeStream<M>(req, res as WatchedResponse, http2, admission, onClose, onError);
+  let transport: SseTransport = stream;
+  if (compressed) transport = stream.gzip = gzipTransport(zlib, gzip, stream, () => stream.connection?.drained());
+  const connection = new SseConnection(hub, transport, admission.connection, stream);
+  stream.connection = connection;
+  stream.listen();
   connection.start();
   return connection;
 }
 
+/** The stream a response serves, for the listeners that every response shares. */
+const STREAM = Symbol('ssecast.stream');
+type WatchedResponse = NodeResponse & { [STREAM]?: NodeStream<any> | undefined };
+
+// One function of each for every response, `this` being the response: a
+// listener per connection would be a closure per connection.
+function onResponseClose(this: WatchedResponse): void {
+  this[STREAM]?.responseClosed();
+}
+
+function onResponseDrain(this: WatchedResponse): void {
+  this[STREAM]?.drain();
+}
+
 function ignore(): void {}
+
+/**
+ * The transport of one Node response, and the owner of its connection: it
+ * writes to the response, hears the response's 'close' and 'drain', and
+ * gives the admission back when the connection ends. One object per
+ * connection, its methods on the prototype.
+ */
+class NodeStream<M extends EventMapBase> implements SseTransport, ConnectionOwner {
+  connection: SseConnection<M> | undefined = undefined;
+  /** With compression: the gzip transport the connection writes to, which writes here. */
+  gzip: GzipTransport | undefined = undefined;
+  private readonly req: NodeRequest;
+  private readonly res: WatchedResponse;
+  /** HTTP/2: the response's stream. */
+  private readonly stream: Http2ServerResponse['stream'] | undefined;
+  private readonly admission: Admission;
+  private readonly onClose: ((reason: ConnectionCloseReason, req: NodeRequest) => void) | undefined;
+  private readonly onError: ((error: unknown, req: NodeRequest) => void) | undefined;
+  /** A pipelined HTTP/1 response's listener on the request's socket (see `listen`). */
+  private onSocketClose: (() => void) | undefined = undefined;
+
+  constructor(
+    req: NodeRequest,
+    res: WatchedResponse,
+    http2: boolean,
+    admission: Admission,
+    onClose: ((reason: ConnectionCloseReason, req: NodeRequest) => void) | undefined,
+    onError: ((error: unknown, req: NodeRequest) => void) | undefined,
+  ) {
+    this.req = req;
+    this.res = res;
+    this.stream = http2 ? (res as Http2ServerResponse).stream : undefined;
+    this.admission = admission;
+    this.onClose = onClose;
+    this.onError = onError;
+  }
+
+  /**
+   * The listeners stay until the response closes: a clean end under backpressure (gzip still
+   * holding bytes) needs 'drain' to finish sending what was accepted.
+   */
+  listen(): void {
+    const res = this.res;
+    res[STREAM] = this;
+    res.on('close', onResponseClose);
+    res.on('drain', onResponseDrain);
+    // Errors on a dying socket surface here; 'close' follows and cleans up.
+    res.on('error', ignore);
+    this.stream?.on('error', ignore);
+    // A pipelined HTTP/1 response waiting behind another never emits 'close' when the client
+    // leaves (Node gives it no socket until its turn): the request's socket tells. A response
+    // that has its socket emits 'close' when the socket closes.
+    if (!this.stream && !(res as ServerResponse).socket) {
+      const onSocketClose = () => this.transportGone();
+      this.onSocketClose = onSocketClose;
+      (this.req as IncomingMessage).socket?.once('close', onSocketClose);
+    }
+  }
+
+  write(chunk: string | Uint8Array): boolean {
+    return (this.res as ServerResponse).write(chunk);
+  }
+
+  get bufferedBytes(): number {
+    return (this.stream ?? (this.res as ServerResponse)).writableLength ?? 0;
+  }
+
+  // The connection stays open for keep-alive after the end, as the headers promised: closing it
+  // made clients that reuse it (undici) fail their next request. server.close() closes it once
+  // it is idle.
+  end(): void {
+    this.res.end();
+  }
+
+  abort(): void {
+    teardown(this.res, this.stream !== undefined);
+  }
+
+  drain(): void {
+    if (this.gzip) this.gzip.resume();
+    else this.connection?.drained();
+  }
+
+  responseClosed(): void {
+    const res = this.res;
+    res.off('close', onResponseClose);
+    res.off('drain', onResponseDrain);
+    res.off('error', ignore);
+    this.stream?.off('error', ignore);
+    if (this.onSocketClose) (this.req as IncomingMessage).socket?.off('close', this.onSocketClose);
+    res[STREAM] = undefined;
+    this.transportGone();
+  }
+
+  private transportGone(): void {
+    this.gzip?.destroy();
+    this.connection?.transportClosed();
+  }
+
+  connectionClosed(reason: ConnectionCloseReason): void {
+    this.admission.release();
+    this.onClose?.(reason, this.req);
+  }
+
+  connectionFailed(error: unknown): void {
+    const { onError, req } = this;
+    reportTransportFailure(onError && ((failure) => onError(failure, req)), error);
+  }
+}
 
 function headerOf(req: NodeRequest, name: string): string | undefined {
   const value = req.headers[name];
   return Array.isArray(value) ? value.join(',') : value;
-}
-
-function nodeTransport(res: NodeResponse, http2: boolean): SseTransport & { write(chunk: string | Uint8Array): boolean } {
-  const writable = http2 ? (res as Http2ServerResponse).stream : (res as ServerResponse);
-  return {
-    write: (chunk) => (res as ServerResponse).write(chunk),
-    get bufferedBytes() {
-      return writable.writableLength ?? 0;
-    },
-    // The connection stays open for keep-alive after the end, as the headers promised: closing it
-    // made clients that reuse it (undici) fail their next request. server.close() closes it once
-    // it is idle.
-    end: () => res.end(),
-    abort: () => teardown(res, http2),
-  };
 }
 
 /**

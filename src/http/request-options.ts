@@ -23,10 +23,10 @@ export interface RequestOptions {
  * adapter can parse them differently. Malformed values get a 400 that says
  * what was wrong.
  */
-export function parseRequestOptions(url: URL, header: (name: string) => string | undefined): RequestOptions | Rejection {
+export function parseRequestOptions(url: URL, headers: { header(name: string): string | undefined }): RequestOptions | Rejection {
   const query = url.searchParams;
   // An empty header is what a polyfill sends before it has an id: fall back to the query.
-  const lastEventId = header('last-event-id') || query.get('lastEventId') || undefined;
+  const lastEventId = headers.header('last-event-id') || query.get('lastEventId') || undefined;
   if (lastEventId !== undefined && lastEventId.length > MAX_LAST_EVENT_ID_HEADER) {
     return reject(400, `Last-Event-ID is longer than ${MAX_LAST_EVENT_ID_HEADER} characters`);
   }
