@@ -12,6 +12,7 @@ import {
   type Delivery,
   type PositionMarker,
   type SubscriptionOwner,
+  type SubscriptionSink,
 } from './subscription.js';
 import { POSITION_EVENT, type EventMapBase, type PublishedEvent, type ResyncData, type ResyncEvent, type ResyncReason } from './types.js';
 import { checkSchemas, EventValidationError, validatePayload, type EventSchemas, type StandardSchemaV1 } from './schema.js';
@@ -183,6 +184,8 @@ export class Hub<M extends EventMapBase = EventMapBase> implements SubscriptionO
   readonly backend: Backend;
   private readonly opened: Promise<void>;
   private readonly byStream = new Map<string, Set<Subscription<M>>>();
+  /** The shared stream set of the single-stream subscribers of each stream (see `streamSet`). */
+  private readonly singleStreams = new Map<string, ReadonlySet<string>>();
   private readonly wildcard = new Set<Subscription<M>>();
   private readonly subscriptions = new Set<Subscription<M>>();
   private readonly heartbeats = new Map<number, HeartbeatScheduler>();
@@ -293,31 +296,66 @@ export class Hub<M extends EventMapBase = EventMapBase> implements SubscriptionO
    * `resync` event, then the fresh-connect replay.
    */
   subscribe(options: SubscribeOptions<M>): Subscription<M> {
+    return this.open(options, undefined);
+  }
+
+  /**
+   * @internal Push mode for an adapter's connection: `sink`'s methods take
+   * the deliveries, the end and the switch to live, as `onEvent`, `onClose`
+   * and `onLive` would, without a closure per connection.
+   */
+  subscribeSink(options: Omit<SubscribeOptions<M>, 'onEvent' | 'onClose' | 'onLive'>, sink: SubscriptionSink): Subscription<M> {
+    return this.open(options, sink);
+  }
+
+  private open(options: SubscribeOptions<M>, sink: SubscriptionSink | undefined): Subscription<M> {
     if (this.isClosed) throw new SsecastError('ERR_HUB_CLOSED', 'subscribe() on a closed EventManager');
-    const streams = normaliseStreams(options.streams);
+    const streams = checkStreams(options.streams);
     const replay = nonNegativeInt(options.replay ?? this.options.replay, 'replay');
     const since = options.since === undefined ? undefined : toIsoTime(options.since);
+    const types = options.types ? new Set<string>(options.types) : null;
+    const maxQueue = nonNegativeInt(options.maxQueue ?? this.options.maxQueue, 'maxQueue');
+    const maxLoadingBytes =
+      options.maxLoadingBytes === undefined || !(sink || options.onEvent)
+        ? undefined
+        : nonNegativeInt(options.maxLoadingBytes, 'maxLoadingBytes');
     const subscription = new Subscription<M>(this, {
-      streams,
-      types: options.types ? new Set(options.types) : null,
-      maxQueue: nonNegativeInt(options.maxQueue ?? this.options.maxQueue, 'maxQueue'),
-      maxLoadingBytes:
-        options.maxLoadingBytes === undefined || !options.onEvent ? undefined : nonNegativeInt(options.maxLoadingBytes, 'maxLoadingBytes'),
+      streams: streams === '*' ? '*' : this.streamSet(streams),
+      types,
+      maxQueue,
+      maxLoadingBytes,
       onEvent: options.onEvent,
       onClose: options.onClose,
       onLive: options.onLive,
+      sink,
     });
     // Live first, history second: nothing published in between can be missed.
     this.subscriptions.add(subscription);
     if (streams === '*') this.wildcard.add(subscription);
     else
-      for (const stream of streams) {
+      for (const stream of subscription.streams as ReadonlySet<string>) {
         let set = this.byStream.get(stream);
         if (!set) this.byStream.set(stream, (set = new Set()));
         set.add(subscription);
       }
     void this.loadHistory(subscription, options.lastEventId, replay, since);
     return subscription;
+  }
+
+  /**
+   * The streams of a subscription as a set. Most follow one stream, and theirs is one set per
+   * stream, shared while the stream has subscribers: ten thousand connections on a stream would
+   * otherwise hold ten thousand copies of the same one-entry set. It is read-only to them.
+   */
+  private streamSet(streams: readonly string[]): ReadonlySet<string> {
+    if (streams.length !== 1) {
+      const set = new Set(streams);
+      if (set.size !== 1) return set;
+    }
+    const stream = streams[0] as string;
+    let shared = this.singleStreams.get(stream);
+    if (!shared) this.singleStreams.set(stream, (shared = new Set([stream])));
+    return shared;
   }
 
   /** Counters and gauges, cheap enough for every `/metrics` scrape. */
@@ -415,7 +453,10 @@ export class Hub<M extends EventMapBase = EventMapBase> implements SubscriptionO
       const set = this.byStream.get(stream);
       if (!set) continue;
       set.delete(subscription);
-      if (set.size === 0) this.byStream.delete(stream);
+      if (set.size === 0) {
+        this.byStream.delete(stream);
+        this.singleStreams.delete(stream);
+      }
     }
   }
 
@@ -494,13 +535,13 @@ function positionMarker(cursor: string, seq: number, gapThrough: number): Positi
   return { delivery: positionDelivery(cursor), seq, gapThrough };
 }
 
-function normaliseStreams(streams: readonly string[] | '*'): ReadonlySet<string> | '*' {
+function checkStreams(streams: readonly string[] | '*'): readonly string[] | '*' {
   if (streams === '*') return '*';
   if (!Array.isArray(streams) || streams.length === 0) {
     throw new TypeError("streams must be a non-empty array of stream names or '*'");
   }
   for (const stream of streams) assertStreamName(stream);
-  return new Set(streams);
+  return streams;
 }
 
 /** The one rule for stream names, shared by `publish`, `subscribe` and the adapters' 400. */

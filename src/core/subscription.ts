@@ -58,6 +58,94 @@ export interface SubscriptionInit {
   onClose?: ((reason: CloseReason) => void) | undefined;
   /** Push mode: called once history (and what arrived while it loaded) has been handed to `onEvent`. */
   onLive?: (() => void) | undefined;
+  /** Push mode, instead of the three callbacks: one object that takes the deliveries (an HTTP connection). */
+  sink?: SubscriptionSink | undefined;
+}
+
+/**
+ * @internal What a push subscription hands its deliveries to: the three
+ * callbacks as methods of one object, so that an HTTP connection can take
+ * them itself and no closure is kept per connection. Each is called as
+ * `onEvent`, `onClose` and `onLive` would be, with the same isolation.
+ */
+export interface SubscriptionSink {
+  receive(delivery: Delivery): void;
+  subscriptionClosed(reason: CloseReason): void;
+  subscriptionLive(): void;
+}
+
+/** The callbacks of `subscribe()` as a sink; they are called with the subscription as `this`, as they always were. */
+class Callbacks implements SubscriptionSink {
+  private readonly subscription: Subscription<any>;
+  private readonly onEvent: (delivery: Delivery) => void;
+  private readonly onClose: ((reason: CloseReason) => void) | undefined;
+  private readonly onLive: (() => void) | undefined;
+
+  constructor(subscription: Subscription<any>, init: SubscriptionInit) {
+    this.subscription = subscription;
+    this.onEvent = init.onEvent as (delivery: Delivery) => void;
+    this.onClose = init.onClose;
+    this.onLive = init.onLive;
+  }
+
+  receive(delivery: Delivery): void {
+    this.onEvent.call(this.subscription, delivery);
+  }
+
+  subscriptionClosed(reason: CloseReason): void {
+    this.onClose?.call(this.subscription, reason);
+  }
+
+  subscriptionLive(): void {
+    this.onLive?.call(this.subscription);
+  }
+}
+
+/** Live events that arrive while history loads, and their bound; dropped once the subscription is live. */
+class Loading {
+  readonly events: StoredEvent[] = [];
+  bytes = 0;
+  /** Push mode: the bound in bytes; otherwise `maxEvents` events. */
+  readonly maxBytes: number | undefined;
+  readonly maxEvents: number;
+
+  constructor(maxBytes: number | undefined, maxEvents: number) {
+    this.maxBytes = maxBytes;
+    this.maxEvents = maxEvents;
+  }
+
+  /** Holds an event; false when that would pass the bound. */
+  hold(event: StoredEvent): boolean {
+    const full = this.maxBytes === undefined ? this.events.length >= this.maxEvents : (this.bytes += event.bytes) > this.maxBytes;
+    if (full) return false;
+    this.events.push(event);
+    return true;
+  }
+}
+
+/** What only an iterating subscriber needs (a push subscriber, every HTTP connection, never has one). */
+class IteratorState {
+  queue: Delivery[] = [];
+  waiter: ((result: IteratorResult<any>) => void) | undefined = undefined;
+  waiterReject: ((error: unknown) => void) | undefined = undefined;
+  readonly maxQueue: number;
+  readonly onClose: ((reason: CloseReason) => void) | undefined;
+  readonly onLive: (() => void) | undefined;
+
+  constructor(init: SubscriptionInit) {
+    this.maxQueue = init.maxQueue;
+    this.onClose = init.onClose;
+    this.onLive = init.onLive;
+  }
+}
+
+/** The promises of `ready` and `closed`, and a history read's failure: made on first use, which most subscribers never have. */
+class Settlement {
+  ready: Promise<void> | undefined = undefined;
+  resolveReady: (() => void) | undefined = undefined;
+  closed: Promise<CloseReason> | undefined = undefined;
+  resolveClosed: ((reason: CloseReason) => void) | undefined = undefined;
+  failure: unknown = undefined;
 }
 
 /**
@@ -68,66 +156,62 @@ export interface SubscriptionInit {
  * history loads they wait in a bounded list, and everything is released in
  * sequence order with anything already delivered skipped, which is what makes
  * the switch from history to live free of gaps and duplicates.
+ *
+ * Ten thousand of these stay open on a busy server, so what only some need
+ * (an iterator's queue, the promises, the list kept while history loads) is
+ * kept in objects of its own, made only for those.
  */
 export class Subscription<M extends EventMapBase = EventMapBase> implements AsyncIterable<SubscriptionEvent<M>> {
   readonly streams: ReadonlySet<string> | '*';
   readonly types: ReadonlySet<string> | null;
 
   private readonly owner: SubscriptionOwner;
-  private readonly maxQueue: number;
-  private readonly maxLoadingBytes: number | undefined;
-  private loadingBytes = 0;
-  private readonly onEvent: ((delivery: Delivery) => void) | undefined;
-  private readonly onClose: ((reason: CloseReason) => void) | undefined;
-  private readonly onLive: (() => void) | undefined;
+  /** Push mode: where deliveries go. */
+  private readonly sink: SubscriptionSink | undefined;
+  /** Iterator mode: the queue and the waiting consumer. */
+  private readonly iterator: IteratorState | undefined;
   private lastSeq = 0;
   /** The sequence number of the client's cursor after the last push: what its next resume would send. */
-  private cursorSeq: number | undefined;
-  /** Where history was read: everything of these streams up to it was delivered, filtered or left out of the replay on purpose. */
-  private readAt: EventCursor | undefined;
+  private cursorSeq: number | undefined = undefined;
+  /** Where history was read (epoch and sequence number): everything of these streams up to it was delivered, filtered or left out of the replay on purpose. */
+  private readEpoch: string | undefined = undefined;
+  private readSeq = 0;
   /** The cursor of the last event the consumer received (popped from the iterator, or pushed to onEvent). */
-  private lastId: string | undefined;
-  private loading: StoredEvent[] | null = [];
-  // Only an iterating subscriber queues; a push subscriber (every HTTP connection) never allocates it.
-  private queue: Delivery[] | undefined;
+  private lastId: string | undefined = undefined;
+  /** Until history has been handed over: live events that arrived meanwhile. */
+  private loading: Loading | null;
   private isLive = false;
-  // Made on first use: ten thousand connections need not carry two promises each that nobody awaits.
-  private readyPromise: Promise<void> | undefined;
-  private closedPromise: Promise<CloseReason> | undefined;
-  private waiter: ((result: IteratorResult<SubscriptionEvent<M>>) => void) | undefined;
-  private waiterReject: ((error: unknown) => void) | undefined;
-  private closeReason: CloseReason | undefined;
-  private failure: unknown;
-  private resolveReady: (() => void) | undefined;
-  private resolveClosed: ((reason: CloseReason) => void) | undefined;
+  private closeReason: CloseReason | undefined = undefined;
+  private settlement: Settlement | undefined = undefined;
 
   /** @internal created by `EventManager.subscribe` */
   constructor(owner: SubscriptionOwner, init: SubscriptionInit) {
     this.owner = owner;
     this.streams = init.streams;
     this.types = init.types;
-    this.maxQueue = init.maxQueue;
-    this.maxLoadingBytes = init.maxLoadingBytes;
-    this.onEvent = init.onEvent;
-    this.onClose = init.onClose;
-    this.onLive = init.onLive;
+    this.sink = init.sink ?? (init.onEvent ? new Callbacks(this, init) : undefined);
+    this.iterator = this.sink ? undefined : new IteratorState(init);
+    this.loading = new Loading(this.sink ? init.maxLoadingBytes : undefined, init.maxQueue);
   }
 
   /** Resolves once history has been delivered and the subscription is live (or it ended first). */
   get ready(): Promise<void> {
-    if (!this.readyPromise) {
-      this.readyPromise = this.isLive || this.closeReason ? Promise.resolve() : new Promise((resolve) => (this.resolveReady = resolve));
+    const settlement = (this.settlement ??= new Settlement());
+    if (!settlement.ready) {
+      settlement.ready =
+        this.isLive || this.closeReason ? Promise.resolve() : new Promise((resolve) => (settlement.resolveReady = resolve));
     }
-    return this.readyPromise;
+    return settlement.ready;
   }
 
   /** Resolves with the reason when the subscription ends. */
   get closed(): Promise<CloseReason> {
-    if (!this.closedPromise) {
+    const settlement = (this.settlement ??= new Settlement());
+    if (!settlement.closed) {
       const reason = this.closeReason;
-      this.closedPromise = reason ? Promise.resolve(reason) : new Promise((resolve) => (this.resolveClosed = resolve));
+      settlement.closed = reason ? Promise.resolve(reason) : new Promise((resolve) => (settlement.resolveClosed = resolve));
     }
-    return this.closedPromise;
+    return settlement.closed;
   }
 
   /**
@@ -149,12 +233,14 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
     this.closeReason = reason;
     this.loading = null;
     this.owner.release(this, reason);
-    this.resolveReady?.();
-    this.resolveClosed?.(reason);
-    if (this.waiter) this.settleWaiter();
-    if (this.onClose) {
+    this.settlement?.resolveReady?.();
+    this.settlement?.resolveClosed?.(reason);
+    const iterator = this.iterator;
+    if (iterator?.waiter) this.settleWaiter(iterator);
+    if (this.sink || iterator?.onClose) {
       try {
-        this.onClose(reason);
+        if (this.sink) this.sink.subscriptionClosed(reason);
+        else iterator?.onClose?.call(this, reason);
       } catch (error) {
         this.owner.hookFailed(error, 'onClose');
       }
@@ -165,15 +251,7 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
   offer(event: StoredEvent): boolean {
     if (this.closeReason) return false;
     if (this.loading) {
-      const full =
-        this.maxLoadingBytes === undefined
-          ? this.loading.length >= this.maxQueue
-          : (this.loadingBytes += event.bytes) > this.maxLoadingBytes;
-      if (full) {
-        this.close('slow_consumer');
-        return false;
-      }
-      this.loading.push(event);
+      if (!this.loading.hold(event)) this.close('slow_consumer');
       return false;
     }
     return this.deliver(event);
@@ -190,7 +268,8 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
     if (this.closeReason) return 0;
     let delivered = 0;
     this.lastSeq = after;
-    this.readAt = readAt;
+    this.readEpoch = readAt?.epoch;
+    this.readSeq = readAt?.seq ?? 0;
     // A resuming client's cursor is its id; a resync moves it to where the replay was read.
     this.cursorSeq = after > 0 ? after : undefined;
     if (resync) {
@@ -206,14 +285,15 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
       this.push(marker.delivery);
       if (marker.seq > this.lastSeq) this.lastSeq = marker.seq;
     }
-    const pending = this.loading ?? [];
+    const pending = this.loading?.events ?? [];
     this.loading = null;
     for (const event of pending) if (this.deliver(event)) delivered++;
     this.isLive = true;
-    this.resolveReady?.();
-    if (this.onLive && !this.closeReason) {
+    this.settlement?.resolveReady?.();
+    if ((this.sink || this.iterator?.onLive) && !this.closeReason) {
       try {
-        this.onLive();
+        if (this.sink) this.sink.subscriptionLive();
+        else this.iterator?.onLive?.call(this);
       } catch (error) {
         this.owner.hookFailed(error, 'onLive');
       }
@@ -230,17 +310,17 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
    * `types` filter would leave it behind a trimmed history and resync.
    */
   endMarker(): Delivery<PositionEvent> | undefined {
-    const readAt = this.readAt;
-    if (!readAt) return undefined;
-    const seq = Math.max(readAt.seq, this.lastSeq);
+    const epoch = this.readEpoch;
+    if (epoch === undefined) return undefined;
+    const seq = Math.max(this.readSeq, this.lastSeq);
     if (this.cursorSeq !== undefined && this.cursorSeq >= seq) return undefined;
-    return positionDelivery(formatEventId(readAt.epoch, seq));
+    return positionDelivery(formatEventId(epoch, seq));
   }
 
   /** @internal history could not be read */
   fail(error: unknown): void {
     if (this.closeReason) return;
-    this.failure = error;
+    (this.settlement ??= new Settlement()).failure = error;
     this.close('error');
   }
 
@@ -255,9 +335,10 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
   }
 
   private push(delivery: Delivery): boolean {
-    if (this.onEvent) {
+    const sink = this.sink;
+    if (sink) {
       try {
-        this.onEvent(delivery);
+        sink.receive(delivery);
       } catch (error) {
         // This subscriber could not take the event: it ends (and resumes from its cursor);
         // the publish and every other subscriber carry on.
@@ -268,34 +349,34 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
       this.lastId = cursorOf(delivery, this.lastId);
       return !this.closeReason;
     }
-    if (delivery.control && !this.queue?.length) {
+    const iterator = this.iterator as IteratorState;
+    if (delivery.control && !iterator.queue.length) {
       // The consumer has taken everything before it: the cursor moves now, with nothing to yield.
       this.lastId = cursorOf(delivery, this.lastId);
       return true;
     }
-    if (this.waiter) {
-      const resolve = this.waiter;
-      this.waiter = undefined;
-      this.waiterReject = undefined;
+    if (iterator.waiter) {
+      const resolve = iterator.waiter;
+      iterator.waiter = undefined;
+      iterator.waiterReject = undefined;
       this.lastId = cursorOf(delivery, this.lastId);
       resolve({ value: delivery.event as SubscriptionEvent<M>, done: false });
       return true;
     }
-    const queue = (this.queue ??= []);
     // A control frame yields nothing and comes at most once per replay: it never makes a consumer slow.
-    if (queue.length >= this.maxQueue && !delivery.control) {
+    if (iterator.queue.length >= iterator.maxQueue && !delivery.control) {
       this.close('slow_consumer');
       return false;
     }
-    queue.push(delivery);
+    iterator.queue.push(delivery);
     return true;
   }
 
-  private settleWaiter(): void {
-    const resolve = this.waiter;
-    const reject = this.waiterReject;
-    this.waiter = undefined;
-    this.waiterReject = undefined;
+  private settleWaiter(iterator: IteratorState): void {
+    const resolve = iterator.waiter;
+    const reject = iterator.waiterReject;
+    iterator.waiter = undefined;
+    iterator.waiterReject = undefined;
     const error = this.terminalError();
     if (error) reject?.(error);
     else resolve?.({ value: undefined, done: true });
@@ -305,7 +386,7 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
     if (this.closeReason === 'slow_consumer') {
       return new SsecastError(
         'ERR_SLOW_CONSUMER',
-        `subscriber fell more than ${this.maxQueue} events behind and was cut off; subscribe again with lastEventId ${JSON.stringify(this.lastId ?? null)} to resume`,
+        `subscriber fell more than ${this.iterator?.maxQueue} events behind and was cut off; subscribe again with lastEventId ${JSON.stringify(this.lastId ?? null)} to resume`,
       );
     }
     if (this.closeReason === 'interrupted') {
@@ -314,25 +395,28 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
         `the backend lost continuity (Redis lost data or this instance missed events); subscribe again with lastEventId ${JSON.stringify(this.lastId ?? null)} to resume`,
       );
     }
-    if (this.closeReason === 'error' && this.failure !== undefined) {
-      return new SsecastError('ERR_BACKEND', 'the subscription could not read its history', { cause: this.failure });
+    const failure = this.settlement?.failure;
+    if (this.closeReason === 'error' && failure !== undefined) {
+      return new SsecastError('ERR_BACKEND', 'the subscription could not read its history', { cause: failure });
     }
     return undefined;
   }
 
   [Symbol.asyncIterator](): AsyncIterator<SubscriptionEvent<M>> {
-    if (this.onEvent) throw new TypeError('this subscription pushes to onEvent; it cannot also be iterated');
+    const iterator = this.iterator;
+    if (!iterator) throw new TypeError('this subscription pushes to onEvent; it cannot also be iterated');
     return {
       next: () => {
-        let delivery = this.queue?.shift();
+        const queue = iterator.queue;
+        let delivery = queue.shift();
         while (delivery?.control) {
           this.lastId = cursorOf(delivery, this.lastId);
-          delivery = this.queue?.shift();
+          delivery = queue.shift();
         }
         if (delivery) {
           this.lastId = cursorOf(delivery, this.lastId);
           // A control frame right behind it has nothing to yield: the consumer is past it too.
-          while (this.queue?.[0]?.control) this.lastId = cursorOf(this.queue.shift() as Delivery, this.lastId);
+          while (queue[0]?.control) this.lastId = cursorOf(queue.shift() as Delivery, this.lastId);
           return Promise.resolve({ value: delivery.event as SubscriptionEvent<M>, done: false });
         }
         if (this.closeReason) {
@@ -340,8 +424,8 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
           return error ? Promise.reject(error) : Promise.resolve({ value: undefined, done: true });
         }
         return new Promise((resolve, reject) => {
-          this.waiter = resolve;
-          this.waiterReject = reject;
+          iterator.waiter = resolve;
+          iterator.waiterReject = reject;
         });
       },
       return: () => {

@@ -1,7 +1,7 @@
 import { formatEvent } from '../core/encoder.js';
 import type { Hub } from '../core/hub.js';
 import type { HeartbeatScheduler, HeartbeatTarget } from '../core/heartbeat.js';
-import type { CloseReason, Delivery, Subscription } from '../core/subscription.js';
+import type { CloseReason, Delivery, Subscription, SubscriptionSink } from '../core/subscription.js';
 import type { FlushScheduler } from '../core/flush-scheduler.js';
 import { reportFailure } from '../core/report.js';
 import type { EventMapBase } from '../core/types.js';
@@ -137,7 +137,7 @@ function framesOf(deliveries: readonly Delivery[], from: number, to: number): st
  * with heartbeats and, when anything ends the connection, removes every
  * subscription, timer registration and queue entry it made.
  */
-export class SseConnection<M extends EventMapBase = EventMapBase> implements HeartbeatTarget, BudgetHolder {
+export class SseConnection<M extends EventMapBase = EventMapBase> implements HeartbeatTarget, BudgetHolder, SubscriptionSink {
   lastWriteAt = Date.now();
   private readonly transport: SseTransport;
   /** The hub's per-tick flush: events of one tick go out as one write per connection. */
@@ -215,21 +215,17 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
       this.finish('hub_closed');
       return undefined;
     }
-    this.subscription = this.hub.subscribe({
-      streams: this.options.streams,
-      types: this.options.types as (keyof M & string)[] | undefined,
-      lastEventId: this.options.lastEventId,
-      since: this.options.since,
-      replay: this.options.replay,
-      maxLoadingBytes: this.maxUnsentBytes,
-      onEvent: (delivery) => this.enqueue(delivery),
-      onClose: (reason) => this.finish(this.rotating && reason === 'closed' ? 'rotated' : reason),
-      onLive: () => {
-        this.replaying = false;
-        // Not from inside the hub's hand-over: the subscription is still switching to live.
-        if (this.rotationDue) queueMicrotask(() => this.rotateIfCaughtUp());
+    this.subscription = this.hub.subscribeSink(
+      {
+        streams: this.options.streams,
+        types: this.options.types as (keyof M & string)[] | undefined,
+        lastEventId: this.options.lastEventId,
+        since: this.options.since,
+        replay: this.options.replay,
+        maxLoadingBytes: this.maxUnsentBytes,
       },
-    });
+      this,
+    );
     if (this.options.heartbeatMs > 0 && !this.finished) {
       this.heartbeats = this.hub.heartbeatScheduler(this.options.heartbeatMs);
       this.heartbeats.add(this);
@@ -237,6 +233,23 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
     if (this.options.maxAgeMs !== undefined) this.rotateAt = Date.now() + this.options.maxAgeMs;
     if (this.options.expiresAt !== undefined || this.rotateAt !== undefined) this.armDeadline();
     return this.subscription;
+  }
+
+  /** @internal SubscriptionSink: a delivery from the hub */
+  receive(delivery: Delivery): void {
+    this.enqueue(delivery);
+  }
+
+  /** @internal SubscriptionSink: the subscription ended, whoever ended it */
+  subscriptionClosed(reason: CloseReason): void {
+    this.finish(this.rotating && reason === 'closed' ? 'rotated' : reason);
+  }
+
+  /** @internal SubscriptionSink: history is written; only live events come now */
+  subscriptionLive(): void {
+    this.replaying = false;
+    // Not from inside the hub's hand-over: the subscription is still switching to live.
+    if (this.rotationDue) queueMicrotask(() => this.rotateIfCaughtUp());
   }
 
   /** The transport can take more: write what waited. */
