@@ -130,6 +130,48 @@ function framesOf(deliveries: readonly Delivery[], from: number, to: number): st
   return text;
 }
 
+// The booleans of a connection, as bits of one field.
+const SCHEDULED = 1;
+const BLOCKED = 2;
+const FINISHED = 4;
+const TRANSPORT_GONE = 8;
+const ROTATION_DUE = 16;
+const ROTATING = 32;
+const REPLAYING = 64;
+const FLUSHING = 128;
+
+/**
+ * The history (replay or resume) not written yet, paced by the transport: written a chunk at a
+ * time as the client takes it, so a large history is neither held to maxUnsentBytes (which
+ * would cut off every new connection before its first byte) nor copied whole into the socket.
+ * Live events wait in the batch behind it, held to maxUnsentBytes as usual.
+ */
+class Backlog {
+  readonly deliveries: Delivery[] = [];
+  /** The first delivery not written yet. */
+  at = 0;
+  /** Bytes not written yet. */
+  bytes = 0;
+}
+
+/** The timers few connections have, and then only one or two of. */
+class ConnectionTimers {
+  deadline: ReturnType<typeof setTimeout> | undefined = undefined;
+  rotateAt: number | undefined = undefined;
+  endGrace: ReturnType<typeof setTimeout> | undefined = undefined;
+}
+
+const heartbeatFrames = new Map<string, string>();
+
+/** A heartbeat's frame: the comment, or the named event, made once per name. */
+function heartbeatFrame(event: string | undefined): string {
+  if (event === undefined) return HEARTBEAT;
+  let frame = heartbeatFrames.get(event);
+  // An empty `data:` line, so that EventSource dispatches it (data ""); no `id:`, so that it never moves lastEventId.
+  if (frame === undefined) heartbeatFrames.set(event, (frame = `event: ${event}\ndata:\n\n`));
+  return frame;
+}
+
 /**
  * The one writer every adapter uses: sends `retry:` first, subscribes,
  * coalesces each tick's events into one write, honours backpressure, cuts
@@ -140,63 +182,128 @@ function framesOf(deliveries: readonly Delivery[], from: number, to: number): st
 export class SseConnection<M extends EventMapBase = EventMapBase> implements HeartbeatTarget, BudgetHolder, SubscriptionSink {
   lastWriteAt = Date.now();
   private readonly transport: SseTransport;
-  /** The hub's per-tick flush: events of one tick go out as one write per connection. */
-  private readonly flusher: FlushScheduler;
   private readonly options: ConnectionOptions;
   private readonly owner: ConnectionOwner | undefined;
   private readonly hub: Hub<M>;
-  private subscription: Subscription<M> | undefined;
-  private heartbeats: HeartbeatScheduler | undefined;
+  private subscription: Subscription<M> | undefined = undefined;
+  private heartbeats: HeartbeatScheduler | undefined = undefined;
   /** What is queued: the first `taken` frames of `batch`. */
-  private batch: FrameBatch | undefined;
+  private batch: FrameBatch | undefined = undefined;
   private taken = 0;
   private pendingBytes = 0;
-  /** In the shared flush's set already: the per-event path skips the Set. */
-  private scheduled = false;
   /**
    * The transport's buffered bytes as of the last write or drain. Between
    * writes it can only fall, so the per-event path compares against it and
    * reads the stream's own count only when the bound seems crossed.
    */
   private bufferedAtWrite = 0;
-  private readonly maxUnsentBytes: number;
-  private blocked = false;
-  private finished = false;
-  private transportGone = false;
-  private readonly heartbeatFrame: string;
-  /** One timer for the earlier of the credentials' expiry and the rotation; none when neither applies. */
-  private deadline: ReturnType<typeof setTimeout> | undefined;
-  /** Epoch milliseconds of the rotation, until the deadline timer has seen it pass. */
-  private rotateAt: number | undefined;
-  /** The age has passed: the stream ends once its history is written. */
-  private rotationDue = false;
-  /** close('rotated') is under way: the subscription reports it as `closed`. */
-  private rotating = false;
-  /** History is being handed over: it goes to the backlog, not the batch. */
-  private replaying = true;
-  /**
-   * The history (replay or resume) not written yet, paced by the transport: written a chunk at a
-   * time as the client takes it, so a large history is neither held to maxUnsentBytes (which
-   * would cut off every new connection before its first byte) nor copied whole into the socket.
-   * Live events wait in the batch behind it, held to maxUnsentBytes as usual.
-   */
-  private backlog: Delivery[] | undefined;
-  private backlogAt = 0;
-  private backlogBytes = 0;
-  private flushing = false;
   /** What this connection counts in the shared budget now. */
   private counted = 0;
-  private endGrace: ReturnType<typeof setTimeout> | undefined;
+  /** The booleans below, one bit each (SCHEDULED, …): ten thousand connections, eight fields fewer each. */
+  private flags = REPLAYING;
+  /** The history not written yet (see `Backlog`); none once it is. */
+  private backlog: Backlog | undefined = undefined;
+  /** Only for a connection that rotates, expires or is ending: its timers. */
+  private timers: ConnectionTimers | undefined = undefined;
 
   constructor(hub: Hub<M>, transport: SseTransport, options: ConnectionOptions, owner?: ConnectionOwner) {
     this.hub = hub;
     this.transport = transport;
-    this.flusher = hub.flushScheduler();
     this.options = options;
     this.owner = owner;
-    this.maxUnsentBytes = options.maxUnsentBytes;
-    // An empty `data:` line, so that EventSource dispatches it (data ""); no `id:`, so that it never moves lastEventId.
-    this.heartbeatFrame = options.heartbeatEvent === undefined ? HEARTBEAT : `event: ${options.heartbeatEvent}\ndata:\n\n`;
+  }
+
+  /** The hub's per-tick flush: events of one tick go out as one write per connection. */
+  private get flusher(): FlushScheduler {
+    return this.hub.flushScheduler();
+  }
+
+  private get maxUnsentBytes(): number {
+    return this.options.maxUnsentBytes;
+  }
+
+  /** In the shared flush's set already: the per-event path skips the Set. */
+  private get scheduled(): boolean {
+    return (this.flags & SCHEDULED) !== 0;
+  }
+  private set scheduled(on: boolean) {
+    this.flags = on ? this.flags | SCHEDULED : this.flags & ~SCHEDULED;
+  }
+
+  private get blocked(): boolean {
+    return (this.flags & BLOCKED) !== 0;
+  }
+  private set blocked(on: boolean) {
+    this.flags = on ? this.flags | BLOCKED : this.flags & ~BLOCKED;
+  }
+
+  private get finished(): boolean {
+    return (this.flags & FINISHED) !== 0;
+  }
+  private set finished(on: boolean) {
+    this.flags = on ? this.flags | FINISHED : this.flags & ~FINISHED;
+  }
+
+  private get transportGone(): boolean {
+    return (this.flags & TRANSPORT_GONE) !== 0;
+  }
+  private set transportGone(on: boolean) {
+    this.flags = on ? this.flags | TRANSPORT_GONE : this.flags & ~TRANSPORT_GONE;
+  }
+
+  /** The age has passed: the stream ends once its history is written. */
+  private get rotationDue(): boolean {
+    return (this.flags & ROTATION_DUE) !== 0;
+  }
+  private set rotationDue(on: boolean) {
+    this.flags = on ? this.flags | ROTATION_DUE : this.flags & ~ROTATION_DUE;
+  }
+
+  /** close('rotated') is under way: the subscription reports it as `closed`. */
+  private get rotating(): boolean {
+    return (this.flags & ROTATING) !== 0;
+  }
+  private set rotating(on: boolean) {
+    this.flags = on ? this.flags | ROTATING : this.flags & ~ROTATING;
+  }
+
+  /** History is being handed over: it goes to the backlog, not the batch. */
+  private get replaying(): boolean {
+    return (this.flags & REPLAYING) !== 0;
+  }
+  private set replaying(on: boolean) {
+    this.flags = on ? this.flags | REPLAYING : this.flags & ~REPLAYING;
+  }
+
+  private get flushing(): boolean {
+    return (this.flags & FLUSHING) !== 0;
+  }
+  private set flushing(on: boolean) {
+    this.flags = on ? this.flags | FLUSHING : this.flags & ~FLUSHING;
+  }
+
+  /** One timer for the earlier of the credentials' expiry and the rotation; none when neither applies. */
+  private get deadline(): ReturnType<typeof setTimeout> | undefined {
+    return this.timers?.deadline;
+  }
+  private set deadline(timer: ReturnType<typeof setTimeout> | undefined) {
+    if (timer !== undefined || this.timers) (this.timers ??= new ConnectionTimers()).deadline = timer;
+  }
+
+  /** Epoch milliseconds of the rotation, until the deadline timer has seen it pass. */
+  private get rotateAt(): number | undefined {
+    return this.timers?.rotateAt;
+  }
+  private set rotateAt(at: number | undefined) {
+    if (at !== undefined || this.timers) (this.timers ??= new ConnectionTimers()).rotateAt = at;
+  }
+
+  /** A clean end's grace period (see END_GRACE_MS). */
+  private get endGrace(): ReturnType<typeof setTimeout> | undefined {
+    return this.timers?.endGrace;
+  }
+  private set endGrace(timer: ReturnType<typeof setTimeout> | undefined) {
+    if (timer !== undefined || this.timers) (this.timers ??= new ConnectionTimers()).endGrace = timer;
   }
 
   get isOpen(): boolean {
@@ -310,7 +417,7 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
 
   heartbeat(): void {
     if (this.finished || this.blocked) return;
-    this.writeNow(this.heartbeatFrame);
+    this.writeNow(heartbeatFrame(this.options.heartbeatEvent));
     this.account();
   }
 
@@ -340,24 +447,19 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
 
   /** Writes the backlog a chunk at a time while the transport takes it; true once it is all written. */
   private writeBacklog(): boolean {
-    const backlog = this.backlog as Delivery[];
-    while (this.backlogAt < backlog.length) {
+    const backlog = this.backlog as Backlog;
+    const deliveries = backlog.deliveries;
+    while (backlog.at < deliveries.length) {
       let bytes = 0;
-      const start = this.backlogAt;
-      while (this.backlogAt < backlog.length && bytes < EAGER_FLUSH_BYTES) bytes += (backlog[this.backlogAt++] as Delivery).bytes;
-      this.backlogBytes -= bytes;
-      this.writeNow(framesOf(backlog, start, this.backlogAt));
+      const start = backlog.at;
+      while (backlog.at < deliveries.length && bytes < EAGER_FLUSH_BYTES) bytes += (deliveries[backlog.at++] as Delivery).bytes;
+      backlog.bytes -= bytes;
+      this.writeNow(framesOf(deliveries, start, backlog.at));
       this.account();
       if (this.blocked || this.finished || this.transportGone) return false;
     }
-    this.dropBacklog();
-    return true;
-  }
-
-  private dropBacklog(): void {
     this.backlog = undefined;
-    this.backlogAt = 0;
-    this.backlogBytes = 0;
+    return true;
   }
 
   private enqueue(delivery: Delivery): void {
@@ -382,8 +484,9 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
   }
 
   private enqueueHistory(delivery: Delivery): void {
-    (this.backlog ??= []).push(delivery);
-    this.backlogBytes += delivery.bytes;
+    const backlog = (this.backlog ??= new Backlog());
+    backlog.deliveries.push(delivery);
+    backlog.bytes += delivery.bytes;
     if (this.overBudget()) return;
     if (!this.blocked) this.schedule();
   }
@@ -506,9 +609,10 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
     // complete event), and the live events queued behind it wait for it too.
     let history = '';
     let deliverQueued = true;
-    if (this.backlog) {
-      if (this.backlogBytes + this.pendingBytes <= this.maxUnsentBytes)
-        history = framesOf(this.backlog, this.backlogAt, this.backlog.length);
+    const backlog = this.backlog;
+    if (backlog) {
+      if (backlog.bytes + this.pendingBytes <= this.maxUnsentBytes)
+        history = framesOf(backlog.deliveries, backlog.at, backlog.deliveries.length);
       else deliverQueued = false;
     }
     const unsent = this.taken > 0 && deliverQueued ? (this.batch as FrameBatch).chunk(this.taken) : undefined;
@@ -516,7 +620,7 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
     // to, so a client with no id yet, or one whose types filter left it behind, resumes without a gap
     // or a resync. Not after an interruption: that client must resume from its own last event.
     const marker = deliverQueued && reason !== 'interrupted' ? this.subscription?.endMarker() : undefined;
-    this.dropBacklog();
+    this.backlog = undefined;
     this.batch = undefined;
     this.taken = 0;
     this.pendingBytes = 0;
