@@ -256,7 +256,9 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
         checkPrincipal(principal);
         expiresAt = expiryOf(principal);
       } else {
-        client = this.options.clientKey ? this.options.clientKey(req) : view.remoteAddress;
+        // Without a limit per client there is nothing to count: node:http would cache the peer's
+        // address on the socket for nothing.
+        client = this.options.clientKey ? this.options.clientKey(req) : this.maxPerClient === Infinity ? undefined : view.remoteAddress;
         if (client !== undefined && typeof client !== 'string')
           throw new TypeError(`clientKey must return a string or undefined, got ${typeof client}`);
       }
@@ -298,34 +300,29 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
     if (counts && key !== undefined) counts.set(key, (counts.get(key) ?? 0) + 1);
     this.open++;
 
-    let released = false;
-    return {
-      ok: true,
-      principal: principal ?? undefined,
-      connection: {
-        streams,
-        lastEventId: requestOptions.lastEventId,
-        types: requestOptions.types,
-        since: requestOptions.since,
-        replay: this.options.replay,
-        retryMs: draw(this.retryMs),
-        heartbeatMs: this.heartbeatMs,
-        heartbeatEvent: this.heartbeatEvent,
-        maxAgeMs: this.maxAgeMs && draw(this.maxAgeMs),
-        maxUnsentBytes: this.maxUnsentBytes,
-        budget: this.budget,
-        expiresAt,
-      },
-      release: () => {
-        if (released) return;
-        released = true;
-        this.open--;
-        if (!counts || key === undefined) return;
-        const left = (counts.get(key) ?? 1) - 1;
-        if (left <= 0) counts.delete(key);
-        else counts.set(key, left);
-      },
-    };
+    return new Ticket(this, principal ?? undefined, counts, key, {
+      streams,
+      lastEventId: requestOptions.lastEventId,
+      types: requestOptions.types,
+      since: requestOptions.since,
+      replay: this.options.replay,
+      retryMs: draw(this.retryMs),
+      heartbeatMs: this.heartbeatMs,
+      heartbeatEvent: this.heartbeatEvent,
+      maxAgeMs: this.maxAgeMs && draw(this.maxAgeMs),
+      maxUnsentBytes: this.maxUnsentBytes,
+      budget: this.budget,
+      expiresAt,
+    });
+  }
+
+  /** @internal a ticket gives its slots back */
+  released(counts: Map<string, number> | undefined, key: string | undefined): void {
+    this.open--;
+    if (!counts || key === undefined) return;
+    const left = (counts.get(key) ?? 1) - 1;
+    if (left <= 0) counts.delete(key);
+    else counts.set(key, left);
   }
 
   /** The 503 for a hub that is closing or a handler at `maxConnections`, or undefined. */
@@ -340,6 +337,43 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
   report(error: unknown, req: Req): void {
     const onError = this.options.onError;
     reportFailure(onError && ((failure) => onError(failure, req)), 'hook failed', error);
+  }
+}
+
+/**
+ * An admitted request: what its connection is opened with, and its slots until `release()`.
+ * A class, so that the release is a method and not a closure kept per connection.
+ */
+class Ticket implements Admission {
+  readonly principal: Principal | undefined;
+  readonly connection: ConnectionOptions;
+  private readonly gate: SseGate<any, any>;
+  private readonly counts: Map<string, number> | undefined;
+  private readonly key: string | undefined;
+  private done = false;
+
+  constructor(
+    gate: SseGate<any, any>,
+    principal: Principal | undefined,
+    counts: Map<string, number> | undefined,
+    key: string | undefined,
+    connection: ConnectionOptions,
+  ) {
+    this.gate = gate;
+    this.principal = principal;
+    this.counts = counts;
+    this.key = key;
+    this.connection = connection;
+  }
+
+  get ok(): true {
+    return true;
+  }
+
+  release(): void {
+    if (this.done) return;
+    this.done = true;
+    this.gate.released(this.counts, this.key);
   }
 }
 
