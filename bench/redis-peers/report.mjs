@@ -86,17 +86,19 @@ function markdown(result, name) {
         `paced on B: latency p50 / p99 / max (ms)`,
         `burst: deliveries/s`,
         'burst: missing / duplicated / out of order',
+        'burst: server CPU per delivery, A + B (µs)',
         ...windows.map((w) => (w === 1 ? 'publish/s, awaited one at a time' : `publish/s, ${w} in flight`)),
         'memory per connection, RSS / heap (KiB)',
       ],
       result.runs.map((r) => {
-        if (r.error && !r.burst) return [runName(r), burstCell(r), '', '', ...windows.map(() => ''), ''];
+        if (r.error && !r.burst) return [runName(r), burstCell(r), '', '', '', ...windows.map(() => ''), ''];
         const l = r.paced?.latencyB;
         return [
           runName(r),
           l ? `${num(l.p50, 2)} / ${num(l.p99, 2)} / ${num(l.max, 1)}` : '–',
           burstCell(r),
           check(r.burst),
+          num(r.burst?.serverCpuMicrosPerDelivery, 2),
           ...windows.map((w) => int(r.publish?.[w]?.eventsPerSecond)),
           r.memory ? `${num(r.memory.mean.rssKiB)} / ${num(r.memory.mean.heapKiB)}` : '–',
         ];
@@ -108,6 +110,7 @@ function markdown(result, name) {
     `- **Paced**: ${s.paced.events} events, one every ${s.paced.intervalMs} ms, to every client; latency from the publish call on A to the arrival at each of the ${int(s.clientsPerInstance)} clients on B, so every measured event crossed Redis.`,
     `- **Burst**: ${int(s.burst.events)} events published on A with ${s.burst.window} publishes in flight (each awaited as below), to every client. Deliveries/s = ${int(s.clients)} × ${int(s.burst.events)} / time from the first publish until the last client has its last event. Every client checks every event it gets by its index: missing, duplicated, out of order. A burst with anything missing has no rate.`,
     `- **Publish/s**: for ${s.rate.seconds} s each, on A, to a stream (ssecast) or room (socket.io) no client follows, so it measures the publish path through Redis and both instances, not the delivery to clients.`,
+    '- **Server CPU per delivery**: user + system CPU of both instances over the burst, divided by the deliveries. Of these figures it moves least with other work on the machine.',
     '- **Memory**: RSS and heap of each instance after three `gc()` runs with its clients connected (after the warm-up), minus the same before any client connected, divided by its connections; the mean of A and B.',
     '',
   );
@@ -121,7 +124,6 @@ function markdown(result, name) {
         'paced: publish resolved p50 / p99 (ms)',
         'burst: published/s',
         'burst: latency on B p50 / p99 (ms)',
-        'burst: server CPU µs per delivery (A + B)',
         'burst: load-client CPU, share of a core per process',
         'memory A / B, RSS (KiB)',
         'other work: cores busy before the run (share) / load average',
@@ -134,7 +136,6 @@ function markdown(result, name) {
           `${num(r.paced.publishResolvedMs.p50, 2)} / ${num(r.paced.publishResolvedMs.p99, 2)}`,
           int(r.burst.publishedPerSecond),
           `${num(r.burst.latencyB.p50, 1)} / ${num(r.burst.latencyB.p99, 1)}`,
-          num(r.burst.serverCpuMicrosPerDelivery, 2),
           r.burst.clientCpuShare.map((x) => num(x, 2)).join(', '),
           `${num(r.memory.A.rssKiB)} / ${num(r.memory.B.rssKiB)}`,
           `${num(r.otherWorkShare, 2)} / ${num(r.loadAverage1m, 1)}`,
@@ -156,6 +157,7 @@ function markdown(result, name) {
     'Not the same feature set. ssecast gives every event an id in one sequence across instances, keeps a history per stream in Redis and lets a reconnecting client resume from `Last-Event-ID` with nothing lost or repeated; its publish stores the event (a Lua script writing two streams and trimming them). socket.io gives no ids, keeps no history and has no resume here (connection state recovery is off, its default). The streams adapter also persists every broadcast in a Redis stream (`XADD` with `MAXLEN ~ 10000`); the pub/sub adapter keeps nothing, and an instance that is disconnected from Redis for a moment loses what was published meanwhile.',
     'One machine for everything: the two instances, Redis, the publisher (in A) and the load clients share the same cores. On a 2-core machine the clients and servers compete for CPU, so the burst rates are a ceiling for this machine as a whole, not for a server alone; the load-client CPU column shows how busy the readers were (1.0 is a whole core). Spreading the clients over more processes does not add cores.',
     'The lean readers (node:http with a line splitter for SSE, `ws` speaking the Socket.IO protocol) do the same work per event: find the event type, read the index and the publish time from the JSON text with the same `indexOf` calls, check it against what the client already has. socket.io-client parses every packet fully and dispatches it through its emitter, as an application using it would; its rows show what the official client costs, the lean WebSocket rows what the server side can do.',
+    "Where each instance delivers to its own clients: ssecast delivers on A and on B from their reads of the fan-out stream; the socket.io streams adapter delivers on A once Redis has answered the `XADD`, and the pub/sub adapter on A at once. Only B is timed, where all three deliver what they read from Redis. In the burst, socket.io writes to A's 500 sockets in the same turn that settles the publish, so its publishes advance only as fast as A delivers (the published/s column).",
     'Framing differs: an SSE event carries `id:` and `event:` lines (ssecast\'s ids), a Socket.IO event is a WebSocket frame with `42["type",…]`; the data is the same JSON.',
     'Backpressure differs: ssecast cuts off a client that has more than `maxUnsentBytes` (1 MiB, its default, used here) unsent; socket.io buffers without a bound. A cut-off would show as a closed connection and missing events; none happened where the check column shows zeros.',
     'ssecast runs with its defaults (replay of 10 on connect, 30 s heartbeats, history of 100 per stream), except the connection limits lifted because every client connects from 127.0.0.1. socket.io runs with its defaults (25 s pings), websocket transport only on the clients.',
@@ -225,6 +227,14 @@ function svg(result) {
     'font-size="11" fill="#444444"',
   );
 
+  const shares = result.runs.map((r) => r.otherWorkShare).filter((x) => typeof x === 'number');
+  if (shares.length && Math.max(...shares) > BUSY)
+    text(
+      24,
+      63,
+      `Not an idle machine: ${num(Math.min(...shares) * 100, 0)}-${num(Math.max(...shares) * 100, 0)} % of the cores were busy with other work before the runs; see redis-peers.md.`,
+      'font-size="11" fill="#b00020"',
+    );
   const top = 96;
   const bottom = height - 110;
   const plotH = bottom - top;
