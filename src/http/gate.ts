@@ -185,10 +185,13 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
   readonly budget: UnsentBudget;
   private readonly maxStreams: number;
   private readonly retryMs: MsRange;
-  private readonly heartbeatMs: number;
-  private readonly heartbeatEvent: string | undefined;
+  /** @internal */
+  readonly heartbeatMs: number;
+  /** @internal */
+  readonly heartbeatEvent: string | undefined;
   private readonly maxAgeMs: MsRange | undefined;
-  private readonly maxUnsentBytes: number;
+  /** @internal */
+  readonly maxUnsentBytes: number;
 
   constructor(hub: Hub<M>, options: SseHandlerOptions<Req> = {}) {
     this.hub = hub;
@@ -300,20 +303,20 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
     if (counts && key !== undefined) counts.set(key, (counts.get(key) ?? 0) + 1);
     this.open++;
 
-    return new Ticket(this, principal ?? undefined, counts, key, {
-      streams,
-      lastEventId: requestOptions.lastEventId,
-      types: requestOptions.types,
-      since: requestOptions.since,
-      replay: this.options.replay,
-      retryMs: draw(this.retryMs),
-      heartbeatMs: this.heartbeatMs,
-      heartbeatEvent: this.heartbeatEvent,
-      maxAgeMs: this.maxAgeMs && draw(this.maxAgeMs),
-      maxUnsentBytes: this.maxUnsentBytes,
-      budget: this.budget,
-      expiresAt,
-    });
+    const ticket = new Ticket(this, principal ?? undefined, counts, key);
+    ticket.streams = streams;
+    ticket.lastEventId = requestOptions.lastEventId;
+    ticket.types = requestOptions.types;
+    ticket.since = requestOptions.since;
+    ticket.retryMs = draw(this.retryMs);
+    ticket.maxAgeMs = this.maxAgeMs && draw(this.maxAgeMs);
+    ticket.expiresAt = expiresAt;
+    return ticket;
+  }
+
+  /** @internal the handler's `replay`, read when a connection subscribes */
+  get replay(): number | undefined {
+    return this.options.replay;
   }
 
   /** @internal a ticket gives its slots back */
@@ -344,30 +347,55 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
  * An admitted request: what its connection is opened with, and its slots until `release()`.
  * A class, so that the release is a method and not a closure kept per connection.
  */
-class Ticket implements Admission {
+class Ticket implements Admission, ConnectionOptions {
   readonly principal: Principal | undefined;
-  readonly connection: ConnectionOptions;
   private readonly gate: SseGate<any, any>;
   private readonly counts: Map<string, number> | undefined;
   private readonly key: string | undefined;
   private done = false;
+  // What differs per connection; the rest is the handler's (the getters below).
+  streams: readonly string[] | '*' = '*';
+  lastEventId: string | undefined = undefined;
+  types: readonly string[] | undefined = undefined;
+  since: string | undefined = undefined;
+  retryMs = 0;
+  maxAgeMs: number | undefined = undefined;
+  expiresAt: number | undefined = undefined;
 
-  constructor(
-    gate: SseGate<any, any>,
-    principal: Principal | undefined,
-    counts: Map<string, number> | undefined,
-    key: string | undefined,
-    connection: ConnectionOptions,
-  ) {
+  constructor(gate: SseGate<any, any>, principal: Principal | undefined, counts: Map<string, number> | undefined, key: string | undefined) {
     this.gate = gate;
     this.principal = principal;
     this.counts = counts;
     this.key = key;
-    this.connection = connection;
   }
 
   get ok(): true {
     return true;
+  }
+
+  /** An admission is its own connection options: one object per connection, not two. */
+  get connection(): ConnectionOptions {
+    return this;
+  }
+
+  get replay(): number | undefined {
+    return this.gate.replay;
+  }
+
+  get heartbeatMs(): number {
+    return this.gate.heartbeatMs;
+  }
+
+  get heartbeatEvent(): string | undefined {
+    return this.gate.heartbeatEvent;
+  }
+
+  get maxUnsentBytes(): number {
+    return this.gate.maxUnsentBytes;
+  }
+
+  get budget(): UnsentBudget | undefined {
+    return this.gate.budget;
   }
 
   release(): void {

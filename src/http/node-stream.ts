@@ -157,9 +157,11 @@ export function openNodeStream<M extends EventMapBase>(
   if ('setTimeout' in req.socket && !http2) req.socket.setTimeout(0);
   if ('setNoDelay' in req.socket) (req.socket as { setNoDelay(v: boolean): void }).setNoDelay(true);
 
-  const stream = new NodeStream<M>(req, res as WatchedResponse, http2, admission, onClose, onError);
+  const stream = new NodeStream<M>(res as WatchedResponse, admission, onClose, onError);
+  if (http2 || compressed) stream.extras = new NodeStreamExtras(http2 ? (res as Http2ServerResponse).stream : undefined);
   let transport: SseTransport = stream;
-  if (compressed) transport = stream.gzip = gzipTransport(zlib, gzip, stream, () => stream.connection?.drained());
+  if (compressed)
+    transport = (stream.extras as NodeStreamExtras).gzip = gzipTransport(zlib, gzip, stream, () => stream.connection?.drained());
   const connection = new SseConnection(hub, transport, admission.connection, stream);
   stream.connection = connection;
   stream.listen();
@@ -183,40 +185,49 @@ function onResponseDrain(this: WatchedResponse): void {
 
 function ignore(): void {}
 
+/** What only some streams need: HTTP/2's stream, gzip, a pipelined response's socket listener. */
+class NodeStreamExtras {
+  /** HTTP/2: the response's stream. */
+  readonly stream: Http2ServerResponse['stream'] | undefined;
+  /** With compression: the gzip transport the connection writes to, which writes to the response. */
+  gzip: GzipTransport | undefined = undefined;
+  /** A pipelined HTTP/1 response's listener on the request's socket (see `listen`). */
+  onSocketClose: (() => void) | undefined = undefined;
+
+  constructor(stream: Http2ServerResponse['stream'] | undefined) {
+    this.stream = stream;
+  }
+}
+
 /**
  * The transport of one Node response, and the owner of its connection: it
  * writes to the response, hears the response's 'close' and 'drain', and
  * gives the admission back when the connection ends. One object per
- * connection, its methods on the prototype.
+ * connection, its methods on the prototype; its request is the response's
+ * `req`.
  */
 class NodeStream<M extends EventMapBase> implements SseTransport, ConnectionOwner {
   connection: SseConnection<M> | undefined = undefined;
-  /** With compression: the gzip transport the connection writes to, which writes here. */
-  gzip: GzipTransport | undefined = undefined;
-  private readonly req: NodeRequest;
+  extras: NodeStreamExtras | undefined = undefined;
   private readonly res: WatchedResponse;
-  /** HTTP/2: the response's stream. */
-  private readonly stream: Http2ServerResponse['stream'] | undefined;
   private readonly admission: Admission;
   private readonly onClose: ((reason: ConnectionCloseReason, req: NodeRequest) => void) | undefined;
   private readonly onError: ((error: unknown, req: NodeRequest) => void) | undefined;
-  /** A pipelined HTTP/1 response's listener on the request's socket (see `listen`). */
-  private onSocketClose: (() => void) | undefined = undefined;
 
   constructor(
-    req: NodeRequest,
     res: WatchedResponse,
-    http2: boolean,
     admission: Admission,
     onClose: ((reason: ConnectionCloseReason, req: NodeRequest) => void) | undefined,
     onError: ((error: unknown, req: NodeRequest) => void) | undefined,
   ) {
-    this.req = req;
     this.res = res;
-    this.stream = http2 ? (res as Http2ServerResponse).stream : undefined;
     this.admission = admission;
     this.onClose = onClose;
     this.onError = onError;
+  }
+
+  private get req(): NodeRequest {
+    return this.res.req;
   }
 
   /**
@@ -225,18 +236,19 @@ class NodeStream<M extends EventMapBase> implements SseTransport, ConnectionOwne
    */
   listen(): void {
     const res = this.res;
+    const stream = this.extras?.stream;
     res[STREAM] = this;
     res.on('close', onResponseClose);
     res.on('drain', onResponseDrain);
     // Errors on a dying socket surface here; 'close' follows and cleans up.
     res.on('error', ignore);
-    this.stream?.on('error', ignore);
+    stream?.on('error', ignore);
     // A pipelined HTTP/1 response waiting behind another never emits 'close' when the client
     // leaves (Node gives it no socket until its turn): the request's socket tells. A response
     // that has its socket emits 'close' when the socket closes.
-    if (!this.stream && !(res as ServerResponse).socket) {
+    if (!stream && !(res as ServerResponse).socket) {
       const onSocketClose = () => this.transportGone();
-      this.onSocketClose = onSocketClose;
+      (this.extras ??= new NodeStreamExtras(undefined)).onSocketClose = onSocketClose;
       (this.req as IncomingMessage).socket?.once('close', onSocketClose);
     }
   }
@@ -246,7 +258,7 @@ class NodeStream<M extends EventMapBase> implements SseTransport, ConnectionOwne
   }
 
   get bufferedBytes(): number {
-    return (this.stream ?? (this.res as ServerResponse)).writableLength ?? 0;
+    return (this.extras?.stream ?? (this.res as ServerResponse)).writableLength ?? 0;
   }
 
   // The connection stays open for keep-alive after the end, as the headers promised: closing it
@@ -257,27 +269,29 @@ class NodeStream<M extends EventMapBase> implements SseTransport, ConnectionOwne
   }
 
   abort(): void {
-    teardown(this.res, this.stream !== undefined);
+    teardown(this.res, this.extras?.stream !== undefined);
   }
 
   drain(): void {
-    if (this.gzip) this.gzip.resume();
+    const gzip = this.extras?.gzip;
+    if (gzip) gzip.resume();
     else this.connection?.drained();
   }
 
   responseClosed(): void {
     const res = this.res;
+    const extras = this.extras;
     res.off('close', onResponseClose);
     res.off('drain', onResponseDrain);
     res.off('error', ignore);
-    this.stream?.off('error', ignore);
-    if (this.onSocketClose) (this.req as IncomingMessage).socket?.off('close', this.onSocketClose);
+    extras?.stream?.off('error', ignore);
+    if (extras?.onSocketClose) (this.req as IncomingMessage).socket?.off('close', extras.onSocketClose);
     res[STREAM] = undefined;
     this.transportGone();
   }
 
   private transportGone(): void {
-    this.gzip?.destroy();
+    this.extras?.gzip?.destroy();
     this.connection?.transportClosed();
   }
 
