@@ -22,6 +22,7 @@
 //   npm run build && node bench/memory/per-connection.mjs [--contenders raw,ssecast-node] [--n 10000]
 //     [--snapshot N (0: no snapshots; default: --n)] [--top 30] [--runs 1] [--json out.json]
 //     [--retainers CLASS (what holds the nodes of one class of the table)] [--keep DIR (keep the snapshots there)]
+//     [--warmup-events 200 (0: the stream has no history, so nothing is replayed on connect)]
 //
 // Under another Node: `/path/to/node bench/memory/per-connection.mjs …` (the
 // server runs under the same binary). Snapshots go to os.tmpdir() and are
@@ -50,8 +51,9 @@ async function serve(name) {
     connections: () => ({ connections: contender.connections() }),
     memory: () => {
       collect();
-      const { rss, heapUsed, external, arrayBuffers } = process.memoryUsage();
-      return { rss, heapUsed, external, arrayBuffers };
+      const { rss, heapUsed, heapTotal, external, arrayBuffers } = process.memoryUsage();
+      const spaces = Object.fromEntries(v8.getHeapSpaceStatistics().map((space) => [space.space_name, space.space_size]));
+      return { rss, heapUsed, heapTotal, external, arrayBuffers, spaces };
     },
     snapshot: ({ file }) => {
       collect();
@@ -98,6 +100,7 @@ function parseOptions(argv) {
     json: undefined,
     retainers: undefined,
     keep: undefined,
+    warmupEvents: 200,
   };
   for (let i = 0; i < argv.length; i++) {
     const [name, inline] = argv[i].split('=');
@@ -111,6 +114,7 @@ function parseOptions(argv) {
     else if (name === '--retainers') (options.retainers ??= []).push(value());
     else if (name === '--diff') options.diff = [path.resolve(value()), path.resolve(argv[++i])];
     else if (name === '--keep') options.keep = path.resolve(value());
+    else if (name === '--warmup-events') options.warmupEvents = Number(value());
     else throw new Error(`unknown option ${argv[i]}`);
   }
   options.snapshot ??= options.n;
@@ -129,10 +133,10 @@ async function main() {
     for (let run = 0; run < options.runs; run++) results.push(await measure(name, options));
   }
   console.log(`\nNode ${process.version}, ${os.cpus()[0]?.model}, load ${os.loadavg()[0].toFixed(2)}`);
-  console.log('contender        N       heap B/conn  RSS B/conn  external B/conn');
+  console.log('contender        N       heap B/conn  heapTotal B/conn  RSS B/conn  external B/conn');
   for (const r of results) {
     console.log(
-      `${r.name.padEnd(16)} ${String(r.opened).padEnd(7)} ${String(r.heap).padStart(11)} ${String(r.rss).padStart(11)} ${String(r.external).padStart(16)}   (${kib(r.heap)} / ${kib(r.rss)} KiB)`,
+      `${r.name.padEnd(16)} ${String(r.opened).padEnd(7)} ${String(r.heap).padStart(11)} ${String(r.heapTotal).padStart(17)} ${String(r.rss).padStart(11)} ${String(r.external).padStart(16)}   (${kib(r.heap)} / ${kib(r.rss)} KiB)`,
     );
   }
   const raw = results.filter((r) => r.name === 'raw');
@@ -160,7 +164,7 @@ async function measure(name, options) {
     const [ready] = await Promise.all([server.ready, client.ready]);
     const session = { server, client, port: ready.port, path: ready.path };
     say(`${name}: warming up`);
-    await warmUp(session);
+    await warmUp(session, options.warmupEvents);
 
     say(`${name}: measuring ${options.n} connections`);
     const before = await server.call('memory');
@@ -168,8 +172,23 @@ async function measure(name, options) {
     const after = await server.call('memory');
     await close(session);
     const per = (key) => Math.round((after[key] - before[key]) / opened);
-    const result = { name, version: ready.version, opened, heap: per('heapUsed'), rss: per('rss'), external: per('external') };
+    const result = {
+      name,
+      version: ready.version,
+      opened,
+      heap: per('heapUsed'),
+      heapTotal: per('heapTotal'),
+      rss: per('rss'),
+      external: per('external'),
+    };
     say(`${name}: ${result.heap} B heap, ${result.rss} B RSS per connection`);
+    result.committedBySpace = Object.fromEntries(
+      Object.keys(after.spaces).map((space) => [space, Math.round((after.spaces[space] - (before.spaces[space] ?? 0)) / opened)]),
+    );
+    say(`${name}: heap committed per connection by space: ${JSON.stringify(result.committedBySpace)}`);
+    say(
+      `${name}: new space ${before.spaces.new_space} -> ${after.spaces.new_space} B, old space ${before.spaces.old_space} -> ${after.spaces.old_space} B`,
+    );
 
     if (options.snapshot > 0) {
       say(`${name}: heap snapshots at 0 and ${options.snapshot} connections`);
@@ -211,13 +230,15 @@ function diffFiles(options) {
 }
 
 /** What run.mjs's first phases leave behind: a stream with history, and a server that has had (and closed) connections. */
-async function warmUp(session) {
+async function warmUp(session, events) {
   for (const count of [100, 1000]) {
     await open(session, count);
     await session.client.call('reset', { sample: 0 });
-    await session.server.call('burst', { stream: 's0', count: 200 }, 60_000);
-    const got = await session.client.call('wait', { expected: 200, timeoutMs: 60_000 }, 75_000);
-    if (!got.complete) throw new Error(`warm-up: ${got.delivered} of ${count * 200} deliveries arrived`);
+    if (events > 0) {
+      await session.server.call('burst', { stream: 's0', count: events }, 60_000);
+      const got = await session.client.call('wait', { expected: events, timeoutMs: 60_000 }, 75_000);
+      if (!got.complete) throw new Error(`warm-up: ${got.delivered} of ${count * events} deliveries arrived`);
+    }
     await close(session);
   }
 }
