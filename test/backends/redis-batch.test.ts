@@ -227,6 +227,76 @@ describe.skipIf(!REDIS_URL)('batched appends on Redis', () => {
     }
   });
 
+  it('a stream drop in a batch finds its victim when the other stream scores newer (a clock step back): nothing half-written', async () => {
+    const backend = await open({ historySize: 5, maxKeysPerStream: 5, maxStreams: 1 });
+    const b = await backend.append(draft({ stream: 'b', key: undefined }, 0));
+    // b looks used later than anything this batch will be given.
+    await sharedClient().zadd(`{${backend.prefix}}:index`, 1e15, 'b');
+    const [a1, a2] = await Promise.all([
+      backend.append(draft({ stream: 'a', key: undefined }, 1)),
+      backend.append(draft({ stream: 'a', key: undefined }, 2)),
+    ]);
+    expect([a1?.seq, a2?.seq]).toEqual([2, 3]);
+    expect(await sharedClient().zrange(`{${backend.prefix}}:index`, 0, -1)).toEqual(['a']);
+    const resumed = await backend.read({ streams: ['b'], after: { epoch: epochOf(b), seq: 0 }, recent: 5 });
+    expect(resumed.resync).toBe('expired');
+    const fresh = await backend.read({ streams: ['a'], after: null, recent: 5 });
+    expect(fresh.events.map(seqOf)).toEqual([2, 3]);
+  });
+
+  it("a stream read after a batch, in the same millisecond, counts as used after it: a drop takes the batch's other stream", async () => {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const backend = await open({ historySize: 5, maxKeysPerStream: 5, maxStreams: 2 });
+      await Promise.all([
+        backend.append(draft({ stream: 'x', key: undefined }, 0)),
+        backend.append(draft({ stream: 'y', key: undefined }, 1)),
+      ]);
+      await backend.read({ streams: ['x'], after: null, recent: 1 });
+      await backend.append(draft({ stream: 'z', key: undefined }, 2));
+      expect((await sharedClient().zrange(`{${backend.prefix}}:index`, 0, -1)).sort()).toEqual(['x', 'z']);
+      await backend.close();
+    }
+  });
+
+  it('while Redis is unreachable, every waiting publish fails with the first batch, not one timeout per batch', async () => {
+    const { freePort } = await import('../support/helpers.js');
+    const { Redis } = await import('ioredis');
+    const port = await freePort();
+    const redis = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => 200, maxRetriesPerRequest: 0 });
+    cleanups.push(() => redis.disconnect());
+    const backend = new RedisBackend({ redis, prefix: uniquePrefix(), commandTimeoutMs: 300, maxBatchEvents: 10 });
+    await backend.open(context);
+    opened.push(backend);
+    const results = await Promise.allSettled(
+      Array.from({ length: 500 }, (_, n) => backend.append(draft({ stream: 's', key: undefined }, n))),
+    );
+    expect(results.every((result) => result.status === 'rejected')).toBe(true);
+    expect(((results[499] as PromiseRejectedResult).reason as Error).message).toMatch(/Redis is unreachable.*could not store the event/);
+    // The two batches in flight waited out the startup timeout; the 48 behind them failed with them.
+    expect(backend.stats().redisAppendBatches).toBeLessThanOrEqual(2);
+    expect(backend.stats().redisQueuedAppends).toBe(0);
+  });
+
+  it('counts the batch and queue bounds in UTF-8 bytes', async () => {
+    const backend = await open({ historySize: 100, maxKeysPerStream: 5, maxStreams: 10 }, { maxBatchBytes: 3000 });
+    // 450 CJK characters: 1,350 bytes of data, written twice (data and wire body).
+    const events = await Promise.all(
+      Array.from({ length: 6 }, (_, n) => {
+        const data = { n, text: '中'.repeat(450) };
+        return backend.append({
+          stream: 's',
+          type: 'tick',
+          data,
+          timestamp: '',
+          body: `event: tick\ndata: ${JSON.stringify(data)}\n`,
+          key: undefined,
+        });
+      }),
+    );
+    expect(events.map(seqOf)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(backend.stats().redisLargestBatch).toBe(1);
+  });
+
   it('another instance delivers every event of a burst once and in order to an EventSource, and a resume there is exact', async () => {
     const prefix = uniquePrefix();
     const make = () =>

@@ -136,12 +136,15 @@ export class AppendQueue<T, R> {
       end++;
     }
     const batch = this.waiting.slice(this.head, end);
+    // What was sent is no longer held here (its promise holds it until it settles).
+    this.waiting.fill(undefined as unknown as QueuedAppend<T, R>, this.head, end);
     this.waitingBytes -= bytes;
     this.head = end;
     if (this.head === this.waiting.length) {
       this.waiting = [];
       this.head = 0;
-    } else if (this.head > 4096) {
+    } else if (this.head >= 1024 && this.head * 2 >= this.waiting.length) {
+      // Under steady load the queue never empties: drop the sent slots once they are half of it.
       this.waiting = this.waiting.slice(this.head);
       this.head = 0;
     }

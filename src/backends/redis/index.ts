@@ -245,8 +245,13 @@ export class RedisBackend implements Backend {
 
   append(draft: EventDraft): Promise<StoredEvent> {
     const [kind, text] = encodeData(draft.data);
-    // What the event adds to a script call: its data twice (parsed and on the wire), roughly.
-    const bytes = text.length + draft.body.length + draft.stream.length + draft.type.length + (draft.key?.length ?? 0);
+    // What the event adds to a script call, in UTF-8 bytes: its data twice (parsed and on the wire), and its names.
+    const bytes =
+      Buffer.byteLength(text) +
+      Buffer.byteLength(draft.body) +
+      Buffer.byteLength(draft.stream) +
+      draft.type.length +
+      (draft.key === undefined ? 0 : Buffer.byteLength(draft.key));
     return this.appends.push({ draft, kind, text }, bytes);
   }
 
@@ -256,7 +261,10 @@ export class RedisBackend implements Backend {
     try {
       commands = await this.ready('store the event');
     } catch (error) {
+      // Redis is unreachable: what waits behind this batch would only wait as long again, each
+      // batch in turn. Nothing of these was sent; all fail now, with the same error.
       for (const append of batch) append.reject(error);
+      this.appends.rejectWaiting(error as Error);
       return;
     }
     const k = this.keys;

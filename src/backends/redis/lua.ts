@@ -3,10 +3,10 @@
  * what makes one global sequence out of many publishing instances.
  *
  * Keys (all share the `{prefix}` hash tag, so a cluster keeps them on one slot):
- *   meta    hash    epoch, seq, evictedThrough, evictedAt (any stream dropped whole), lastAt,
+ *   meta    hash    epoch, seq, evictedThrough, evictedAt (any stream dropped whole), lastAt, indexAt,
  *                   forgottenThrough, forgottenAt (drops whose records were let go)
  *   fanout  stream  every event of every stream, in sequence order, `*` ids
- *   index   zset    stream name -> last publish or read (server time, ms)
+ *   index   zset    stream name -> last publish or read (server time, ms, plus a fraction: useScores)
  *   trim    hash    stream name -> "<gapSeq>|<gapAt>|<trimmedSeq>|<trimmedAt>": the newest
  *                   event it lost without cover (an unkeyed event trimmed, or a key
  *                   dropped), then the newest event trimmed from its tail at all
@@ -92,6 +92,17 @@ local function nowMs()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local function seqOf(id) return tonumber(string.match(id, '^(%d+)')) end
+-- A stream's score in index is the time of its last use, in ms. Uses within one millisecond are told
+-- apart by a fraction (1/1024 ms each: exact in a double at today's times) that keeps growing
+-- across calls in the same millisecond, so the least recently used stream is never a tie and a
+-- stream used later never scores lower. Reserves \`count\` consecutive scores; returns the first.
+local function useScores(count)
+  local base = nowMs()
+  local last = tonumber(redis.call('HGET', meta, 'indexAt') or '0')
+  if last >= base then base = last + 1 / 1024 end
+  redis.call('HSET', meta, 'indexAt', string.format('%.17g', base + (count - 1) / 1024))
+  return base
+end
 -- The hub's meta fields for a read. A prefix nothing was published to yet gets its epoch now, so
 -- the read has a position to give (a clean end's position marker needs one, or a client that
 -- connected before the first publish reconnects as a fresh one and misses what came meanwhile).
@@ -254,12 +265,8 @@ local ts = isoTime(now)
 local lastAt = redis.call('HGET', meta, 'lastAt')
 if lastAt and lastAt > ts then ts = lastAt end
 redis.call('HSET', meta, 'lastAt', ts)
--- A stream's score in index is the time of its last use (ms). Uses within a millisecond are told
--- apart by a fraction (1/1024 ms per event, exact in a double at today's times) that keeps growing
--- across batches of the same millisecond: the least recently used stream is never a tie.
-local indexBase = now
-local indexAt = tonumber(redis.call('HGET', meta, 'indexAt') or '0')
-if indexAt >= indexBase then indexBase = indexAt + 1 / 1024 end
+-- The batch's uses of streams, one score per event (see useScores).
+local indexBase = useScores(eventCount)
 -- Each stream's tail is cut back to historySize once per batch, not once per event: the same
 -- events go, and each is judged covered or lost as it would have been when its own publish cut it
 -- (a key's latest only moves forward until the key is dropped, and a key or stream drop first
@@ -298,13 +305,16 @@ local indexed, present, lastUse = {}, {}, {}
 -- time. Every stream the batch used has the batch's time, so any other stream is older; among the
 -- batch's own, the one its events left longest ago. Never the stream being appended to.
 local function leastRecentlyUsed(current)
-  local first = redis.call('ZRANGE', index, 0, 0)[1]
-  if not indexed[first] then return first end
+  local first = redis.call('ZRANGE', index, 0, 1)
+  if not indexed[first[1]] then return first[1] end
   -- The oldest score is one of the batch's: there is no older stream than the batch's own.
   local victim, oldest
   for name in pairs(indexed) do
     if name ~= current and (not oldest or lastUse[name] < oldest) then victim, oldest = name, lastUse[name] end
   end
+  -- Only the stream being appended to is the batch's (a score from outside the batch's order,
+  -- Redis's clock stepping back, say): the oldest other one goes, as a publish alone would pick.
+  if not victim then victim = first[1] == current and first[2] or first[1] end
   return victim
 end
 for e = 0, eventCount - 1 do
@@ -382,7 +392,6 @@ trimAll()
 writeMarks()
 -- Each stream's last use in the batch, so that later batches see their order too.
 for stream in pairs(indexed) do redis.call('ZADD', index, indexBase + lastUse[stream] / 1024, stream) end
-redis.call('HSET', meta, 'indexAt', string.format('%.17g', indexBase + (eventCount - 1) / 1024))
 return { epoch, firstSeq, ts, evictedKeys }
 `;
 
@@ -402,7 +411,8 @@ export const READ: string = `${PRELUDE}
 local mode, after, since, count = ARGV[1], tonumber(ARGV[2]), ARGV[2], tonumber(ARGV[3])
 local m = readMeta(ARGV[4])
 local out = { m[1] or '', m[2] or '0', m[3] or '0', m[4] or '' }
-local now = nowMs()
+-- A read is a use of its streams (see useScores): they are kept before streams nobody reads.
+local touchedAt = useScores(1)
 for i = 5, #KEYS, 3 do
   local key, stateKey, stateIndex, stream = KEYS[i], KEYS[i + 1], KEYS[i + 2], ARGV[5 + (i - 5) / 3]
   local entries, oldest
@@ -428,7 +438,7 @@ for i = 5, #KEYS, 3 do
     marks = string.format('%d|%s', lostSeq, lostAt)
   end
   out[#out + 1] = { marks or '', exists, entries, state }
-  redis.call('ZADD', index, 'XX', now, stream)
+  redis.call('ZADD', index, 'XX', touchedAt, stream)
 end
 return out
 `;
@@ -541,7 +551,8 @@ return out
 export const SWEEP: string = `${UNDECLARED_KEYS}${PRELUDE}${DROPPING}
 local prefix, ttl, limit, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = nowMs()
-for i = 5, #ARGV do redis.call('ZADD', index, 'XX', now, ARGV[i]) end
+local touchedAt = useScores(1)
+for i = 5, #ARGV do redis.call('ZADD', index, 'XX', touchedAt, ARGV[i]) end
 local idle = redis.call('ZRANGEBYSCORE', index, '-inf', now - ttl, 'LIMIT', 0, limit)
 for _, stream in ipairs(idle) do evict(prefix, stream, keep) end
 return #idle
