@@ -237,7 +237,7 @@ describe.skipIf(!REDIS_URL)('batched appends on Redis', () => {
       backend.append(draft({ stream: 'a', key: undefined }, 2)),
     ]);
     expect([a1?.seq, a2?.seq]).toEqual([2, 3]);
-    expect(await sharedClient().zrange(`{${backend.prefix}}:index`, 0, -1)).toEqual(['a']);
+    expect(await sharedClient().zrange(`{${backend.prefix}}:index`, '0', '-1')).toEqual(['a']);
     const resumed = await backend.read({ streams: ['b'], after: { epoch: epochOf(b), seq: 0 }, recent: 5 });
     expect(resumed.resync).toBe('expired');
     const fresh = await backend.read({ streams: ['a'], after: null, recent: 5 });
@@ -253,7 +253,7 @@ describe.skipIf(!REDIS_URL)('batched appends on Redis', () => {
       ]);
       await backend.read({ streams: ['x'], after: null, recent: 1 });
       await backend.append(draft({ stream: 'z', key: undefined }, 2));
-      expect((await sharedClient().zrange(`{${backend.prefix}}:index`, 0, -1)).sort()).toEqual(['x', 'z']);
+      expect((await sharedClient().zrange(`{${backend.prefix}}:index`, '0', '-1')).sort()).toEqual(['x', 'z']);
       await backend.close();
     }
   });
