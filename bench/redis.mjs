@@ -588,7 +588,7 @@ function print(r) {
         n(m.publish.inFlight[w].eventsPerSecond),
         n(x.publish.inFlight[w].eventsPerSecond),
       ]),
-    ['  script calls (batches), largest batch', '', `${n(x.publish.batches.calls)}, ${n(x.publish.batches.largest)}`],
+    ['  script calls (batches), largest batch', '', `${n(x.publish.batches?.calls)}, ${n(x.publish.batches?.largest)}`],
     [`paced, 1 per ${s.pacedIntervalMs} ms: received`, received(m.paced), received(x.paced)],
     ['  latency p50 (ms)', ms(m.paced.latencyMs.p50), ms(x.paced.latencyMs.p50)],
     ['  latency p99 (ms)', ms(m.paced.latencyMs.p99), ms(x.paced.latencyMs.p99)],
