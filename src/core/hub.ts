@@ -6,11 +6,9 @@ import { HeartbeatScheduler } from './heartbeat.js';
 import { reportFailure } from './report.js';
 import { formatEventId, MAX_EVENT_ID_LENGTH, parseEventId } from './ids.js';
 import {
-  positionDelivery,
   Subscription,
   type CloseReason,
   type Delivery,
-  type PositionMarker,
   type SubscriptionOwner,
   type SubscriptionSink,
 } from './subscription.js';
@@ -486,14 +484,16 @@ export class Hub<M extends EventMapBase = EventMapBase> implements SubscriptionO
       if (resync) this.counters.resyncs++;
       // A resync moves the client's cursor to where its replay was read (or clears it), so the
       // next reconnect resumes normally instead of resyncing again on a quiet stream.
-      const resumeAt = result.position ? formatEventId(result.position.epoch, result.position.seq) : '';
+      const resumeAt = resync && result.position ? formatEventId(result.position.epoch, result.position.seq) : '';
       const notice = !resync
         ? undefined
         : resuming
           ? resyncDelivery({ reason: resync, lastEventId: echoId(lastEventId) }, resumeAt)
           : resyncDelivery({ reason: 'expired', since: since as string }, resumeAt);
-      const marker = result.position && result.gapThrough ? positionMarker(resumeAt, result.position.seq, result.gapThrough) : undefined;
-      this.counters.delivered += subscription.goLive(result.events, notice, resync || !cursor ? 0 : cursor.seq, marker, result.position);
+      // The marker's frame is made by the subscription, only when its cursor needs it: a fresh
+      // connection never does, and every connection would otherwise make one to throw away.
+      const gapThrough = result.position ? result.gapThrough : undefined;
+      this.counters.delivered += subscription.goLive(result.events, notice, resync || !cursor ? 0 : cursor.seq, gapThrough, result.position);
     } catch (error) {
       // The subscriber ends ('error') and resumes with its id; the operator hears why.
       if (!subscription.isClosed) this.report(error, { source: 'backend.read' });
@@ -529,10 +529,6 @@ function resyncDelivery(data: ResyncData, cursor: string): Delivery<ResyncEvent>
     bytes: utf8Length(frame),
     cursor,
   };
-}
-
-function positionMarker(cursor: string, seq: number, gapThrough: number): PositionMarker {
-  return { delivery: positionDelivery(cursor), seq, gapThrough };
 }
 
 function checkStreams(streams: readonly string[] | '*'): readonly string[] | '*' {

@@ -21,15 +21,6 @@ export interface Delivery<E = PublishedEvent | ResyncEvent | PositionEvent> {
   control?: true | undefined;
 }
 
-/** @internal the position marker the hub offers after a replay, and when it is needed */
-export interface PositionMarker {
-  delivery: Delivery<PositionEvent>;
-  /** Its sequence number. */
-  seq: number;
-  /** Sent when the cursor the replay leaves the client is below this. */
-  gapThrough: number;
-}
-
 /**
  * Why a subscription ended. `interrupted`: the backend lost continuity (a
  * Redis that lost its data, or an instance that missed part of the fan-out);
@@ -257,12 +248,16 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
     return this.deliver(event);
   }
 
-  /** @internal history has been read: release it, then what arrived meanwhile */
+  /**
+   * @internal History has been read (at `readAt`): release it, then what arrived meanwhile. When
+   * the cursor the replay leaves the client is below `gapThrough`, a position marker at `readAt`
+   * follows the replay.
+   */
   goLive(
     history: readonly StoredEvent[],
     resync: Delivery | undefined,
     after: number,
-    marker?: PositionMarker,
+    gapThrough?: number,
     readAt?: EventCursor,
   ): number {
     if (this.closeReason) return 0;
@@ -280,10 +275,10 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
     for (const event of history) if (this.deliver(event)) delivered++;
     // The replay left the client's cursor behind a loss (an old keyed event last, or newer ones
     // filtered out): move it to where the replay was read, or its next reconnect resyncs again.
-    if (marker && this.cursorSeq !== undefined && this.cursorSeq < marker.gapThrough && !this.closeReason) {
-      this.cursorSeq = marker.seq;
-      this.push(marker.delivery);
-      if (marker.seq > this.lastSeq) this.lastSeq = marker.seq;
+    if (gapThrough && readAt && this.cursorSeq !== undefined && this.cursorSeq < gapThrough && !this.closeReason) {
+      this.cursorSeq = readAt.seq;
+      this.push(positionDelivery(formatEventId(readAt.epoch, readAt.seq)));
+      if (readAt.seq > this.lastSeq) this.lastSeq = readAt.seq;
     }
     const pending = this.loading?.events ?? [];
     this.loading = null;
