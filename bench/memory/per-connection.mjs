@@ -23,6 +23,7 @@
 //     [--snapshot N (0: no snapshots; default: --n)] [--top 30] [--runs 1] [--json out.json]
 //     [--retainers CLASS (what holds the nodes of one class of the table)] [--keep DIR (keep the snapshots there)]
 //     [--warmup-events 200 (0: the stream has no history, so nothing is replayed on connect)]
+//     [--allocations N (where the bytes allocated while N connections open go, garbage included)]
 //
 // Under another Node: `/path/to/node bench/memory/per-connection.mjs …` (the
 // server runs under the same binary). Snapshots go to os.tmpdir() and are
@@ -61,6 +62,31 @@ async function serve(name) {
       v8.writeHeapSnapshot(file);
       return { file, heapUsed };
     },
+    // The sampling heap profiler, keeping what the GC collected too: where the bytes allocated
+    // while connections open go, garbage included (what makes the young generation grow).
+    startAllocations: async () => {
+      session ??= new (await import('node:inspector')).Session();
+      session.connect?.();
+      await post('HeapProfiler.enable');
+      await post('HeapProfiler.startSampling', {
+        samplingInterval: 256,
+        includeObjectsCollectedByMajorGC: true,
+        includeObjectsCollectedByMinorGC: true,
+      });
+      return {};
+    },
+    stopAllocations: async () => {
+      const { profile } = await post('HeapProfiler.stopSampling');
+      const bySite = new Map();
+      const walk = (node) => {
+        const { functionName, url, lineNumber } = node.callFrame;
+        const site = `${functionName || '(anonymous)'} ${url.replace(/^.*\/(node_modules|dist|src|lib)\//, '$1/')}:${lineNumber + 1}`;
+        if (node.selfSize > 0) bySite.set(site, (bySite.get(site) ?? 0) + node.selfSize);
+        for (const child of node.children) walk(child);
+      };
+      walk(profile.head);
+      return { sites: [...bySite.entries()].sort((a, b) => b[1] - a[1]).slice(0, 40) };
+    },
     burst: async ({ stream, count }) => {
       for (let i = 0; i < count; i++) {
         const head = `{"n":${i},"t":${Date.now()},"p":"`;
@@ -75,6 +101,9 @@ async function serve(name) {
       return {};
     },
   };
+  let session;
+  const post = (method, params) =>
+    new Promise((resolve, reject) => session.post(method, params, (error, result) => (error ? reject(error) : resolve(result))));
   process.on('disconnect', () => process.exit(0));
   process.on('message', async ({ id, cmd, ...fields }) => {
     try {
@@ -101,6 +130,7 @@ function parseOptions(argv) {
     retainers: undefined,
     keep: undefined,
     warmupEvents: 200,
+    allocations: 0,
   };
   for (let i = 0; i < argv.length; i++) {
     const [name, inline] = argv[i].split('=');
@@ -115,6 +145,7 @@ function parseOptions(argv) {
     else if (name === '--diff') options.diff = [path.resolve(value()), path.resolve(argv[++i])];
     else if (name === '--keep') options.keep = path.resolve(value());
     else if (name === '--warmup-events') options.warmupEvents = Number(value());
+    else if (name === '--allocations') options.allocations = Number(value());
     else throw new Error(`unknown option ${argv[i]}`);
   }
   options.snapshot ??= options.n;
@@ -189,6 +220,20 @@ async function measure(name, options) {
     say(
       `${name}: new space ${before.spaces.new_space} -> ${after.spaces.new_space} B, old space ${before.spaces.old_space} -> ${after.spaces.old_space} B`,
     );
+
+    if (options.allocations > 0) {
+      say(`${name}: sampling allocations while ${options.allocations} connections open`);
+      await server.call('startAllocations');
+      const count = await open(session, options.allocations);
+      const { sites } = await server.call('stopAllocations', {}, 60_000);
+      await close(session);
+      result.allocations = sites.map(([site, bytes]) => ({ site, bytesPerConnection: Math.round(bytes / count) }));
+      const total = sites.reduce((sum, [, bytes]) => sum + bytes, 0);
+      console.log(`\n${name}: bytes allocated per connection while ${count} open, by site (top 40, ${Math.round(total / count)} B in all)`);
+      for (const { site, bytesPerConnection } of result.allocations.slice(0, options.top)) {
+        console.log(`  ${String(bytesPerConnection).padStart(7)}  ${site}`);
+      }
+    }
 
     if (options.snapshot > 0) {
       say(`${name}: heap snapshots at 0 and ${options.snapshot} connections`);
