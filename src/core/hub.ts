@@ -5,13 +5,7 @@ import { FlushScheduler } from './flush-scheduler.js';
 import { HeartbeatScheduler } from './heartbeat.js';
 import { reportFailure } from './report.js';
 import { formatEventId, MAX_EVENT_ID_LENGTH, parseEventId } from './ids.js';
-import {
-  Subscription,
-  type CloseReason,
-  type Delivery,
-  type SubscriptionOwner,
-  type SubscriptionSink,
-} from './subscription.js';
+import { Subscription, type CloseReason, type Delivery, type SubscriptionOwner, type SubscriptionSink } from './subscription.js';
 import { POSITION_EVENT, type EventMapBase, type PublishedEvent, type ResyncData, type ResyncEvent, type ResyncReason } from './types.js';
 import { checkSchemas, EventValidationError, validatePayload, type EventSchemas, type StandardSchemaV1 } from './schema.js';
 import { heartbeatEventName, nonNegativeInt, positiveInt } from './validate.js';
@@ -493,7 +487,13 @@ export class Hub<M extends EventMapBase = EventMapBase> implements SubscriptionO
       // The marker's frame is made by the subscription, only when its cursor needs it: a fresh
       // connection never does, and every connection would otherwise make one to throw away.
       const gapThrough = result.position ? result.gapThrough : undefined;
-      this.counters.delivered += subscription.goLive(result.events, notice, resync || !cursor ? 0 : cursor.seq, gapThrough, result.position);
+      this.counters.delivered += subscription.goLive(
+        result.events,
+        notice,
+        resync || !cursor ? 0 : cursor.seq,
+        gapThrough,
+        result.position,
+      );
     } catch (error) {
       // The subscriber ends ('error') and resumes with its id; the operator hears why.
       if (!subscription.isClosed) this.report(error, { source: 'backend.read' });
@@ -542,7 +542,9 @@ function checkStreams(streams: readonly string[] | '*'): readonly string[] | '*'
 
 /** The one rule for stream names, shared by `publish`, `subscribe` and the adapters' 400. */
 export function isValidStreamName(stream: unknown): stream is string {
-  return typeof stream === 'string' && stream.length > 0 && stream.length <= MAX_STREAM_NAME_LENGTH;
+  // Well-formed Unicode only: Redis stores UTF-8, where a lone surrogate becomes U+FFFD, so two
+  // such names would share one history and the fan-out would name neither.
+  return typeof stream === 'string' && stream.length > 0 && stream.length <= MAX_STREAM_NAME_LENGTH && !LONE_SURROGATE.test(stream);
 }
 
 function assertKey(key: unknown): asserts key is string {
@@ -559,6 +561,9 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
 
 function assertStreamName(stream: unknown): asserts stream is string {
   if (!isValidStreamName(stream)) {
+    if (typeof stream === 'string' && LONE_SURROGATE.test(stream)) {
+      throw new TypeError('stream must be well-formed Unicode: it has a lone surrogate');
+    }
     throw new TypeError(
       `stream must be a non-empty string of at most ${MAX_STREAM_NAME_LENGTH} characters, got ${typeof stream === 'string' ? `${stream.length} characters` : typeof stream}`,
     );

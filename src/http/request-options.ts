@@ -63,7 +63,8 @@ export function checkStreams(requested: unknown, maxStreams: number): readonly s
   const unique = [...new Set(requested)];
   if (unique.length === 0) return reject(400, 'no stream requested; add ?stream=<name> (or return some from the streams hook)');
   if (unique.length > maxStreams) return reject(400, `at most ${maxStreams} streams per connection, got ${unique.length}`);
-  if (!unique.every(isValidStreamName)) return reject(400, `stream names must be 1 to ${MAX_STREAM_NAME_LENGTH} characters`);
+  if (!unique.every(isValidStreamName))
+    return reject(400, `stream names must be 1 to ${MAX_STREAM_NAME_LENGTH} characters of well-formed Unicode`);
   return unique as string[];
 }
 
