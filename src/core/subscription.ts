@@ -65,33 +65,6 @@ export interface SubscriptionSink {
   subscriptionLive(): void;
 }
 
-/** The callbacks of `subscribe()` as a sink; they are called with the subscription as `this`, as they always were. */
-class Callbacks implements SubscriptionSink {
-  private readonly subscription: Subscription<any>;
-  private readonly onEvent: (delivery: Delivery) => void;
-  private readonly onClose: ((reason: CloseReason) => void) | undefined;
-  private readonly onLive: (() => void) | undefined;
-
-  constructor(subscription: Subscription<any>, init: SubscriptionInit) {
-    this.subscription = subscription;
-    this.onEvent = init.onEvent as (delivery: Delivery) => void;
-    this.onClose = init.onClose;
-    this.onLive = init.onLive;
-  }
-
-  receive(delivery: Delivery): void {
-    this.onEvent.call(this.subscription, delivery);
-  }
-
-  subscriptionClosed(reason: CloseReason): void {
-    this.onClose?.call(this.subscription, reason);
-  }
-
-  subscriptionLive(): void {
-    this.onLive?.call(this.subscription);
-  }
-}
-
 /** Live events that arrive while history loads, and their bound; dropped once the subscription is live. */
 class Loading {
   readonly events: StoredEvent[] = [];
@@ -114,8 +87,12 @@ class Loading {
   }
 }
 
-/** What only an iterating subscriber needs (a push subscriber, every HTTP connection, never has one). */
-class IteratorState {
+/**
+ * What a subscription made by `subscribe()` needs besides `onEvent`: its `onClose` and `onLive`,
+ * and for an iterator its queue and waiting consumer. An HTTP connection's subscription has a
+ * sink instead and never makes one.
+ */
+class PublicState {
   queue: Delivery[] = [];
   waiter: ((result: IteratorResult<any>) => void) | undefined = undefined;
   waiterReject: ((error: unknown) => void) | undefined = undefined;
@@ -157,10 +134,12 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
   readonly types: ReadonlySet<string> | null;
 
   private readonly owner: SubscriptionOwner;
-  /** Push mode: where deliveries go. */
+  /** Push mode, an adapter's connection: where deliveries go. */
   private readonly sink: SubscriptionSink | undefined;
-  /** Iterator mode: the queue and the waiting consumer. */
-  private readonly iterator: IteratorState | undefined;
+  /** Push mode, `subscribe({ onEvent })`: called as a method, with the subscription as `this`, as it always was. */
+  private readonly onEvent: ((delivery: Delivery) => void) | undefined;
+  /** Made by `subscribe()`: the other callbacks, and an iterator's queue. */
+  private readonly state: PublicState | undefined;
   private lastSeq = 0;
   /** The sequence number of the client's cursor after the last push: what its next resume would send. */
   private cursorSeq: number | undefined = undefined;
@@ -180,9 +159,14 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
     this.owner = owner;
     this.streams = init.streams;
     this.types = init.types;
-    this.sink = init.sink ?? (init.onEvent ? new Callbacks(this, init) : undefined);
-    this.iterator = this.sink ? undefined : new IteratorState(init);
-    this.loading = new Loading(this.sink ? init.maxLoadingBytes : undefined, init.maxQueue);
+    this.sink = init.sink;
+    this.onEvent = init.sink ? undefined : init.onEvent;
+    this.state = init.sink ? undefined : new PublicState(init);
+    this.loading = new Loading(this.pushes ? init.maxLoadingBytes : undefined, init.maxQueue);
+  }
+
+  private get pushes(): boolean {
+    return this.sink !== undefined || this.onEvent !== undefined;
   }
 
   /** Resolves once history has been delivered and the subscription is live (or it ended first). */
@@ -226,12 +210,12 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
     this.owner.release(this, reason);
     this.settlement?.resolveReady?.();
     this.settlement?.resolveClosed?.(reason);
-    const iterator = this.iterator;
-    if (iterator?.waiter) this.settleWaiter(iterator);
-    if (this.sink || iterator?.onClose) {
+    const state = this.state;
+    if (state?.waiter) this.settleWaiter(state);
+    if (this.sink || state?.onClose) {
       try {
         if (this.sink) this.sink.subscriptionClosed(reason);
-        else iterator?.onClose?.call(this, reason);
+        else state?.onClose?.call(this, reason);
       } catch (error) {
         this.owner.hookFailed(error, 'onClose');
       }
@@ -285,10 +269,10 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
     for (const event of pending) if (this.deliver(event)) delivered++;
     this.isLive = true;
     this.settlement?.resolveReady?.();
-    if ((this.sink || this.iterator?.onLive) && !this.closeReason) {
+    if ((this.sink || this.state?.onLive) && !this.closeReason) {
       try {
         if (this.sink) this.sink.subscriptionLive();
-        else this.iterator?.onLive?.call(this);
+        else this.state?.onLive?.call(this);
       } catch (error) {
         this.owner.hookFailed(error, 'onLive');
       }
@@ -331,9 +315,10 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
 
   private push(delivery: Delivery): boolean {
     const sink = this.sink;
-    if (sink) {
+    if (sink !== undefined || this.onEvent !== undefined) {
       try {
-        sink.receive(delivery);
+        if (sink !== undefined) sink.receive(delivery);
+        else this.onEvent!(delivery);
       } catch (error) {
         // This subscriber could not take the event: it ends (and resumes from its cursor);
         // the publish and every other subscriber carry on.
@@ -344,7 +329,7 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
       this.lastId = cursorOf(delivery, this.lastId);
       return !this.closeReason;
     }
-    const iterator = this.iterator as IteratorState;
+    const iterator = this.state as PublicState;
     if (delivery.control && !iterator.queue.length) {
       // The consumer has taken everything before it: the cursor moves now, with nothing to yield.
       this.lastId = cursorOf(delivery, this.lastId);
@@ -367,7 +352,7 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
     return true;
   }
 
-  private settleWaiter(iterator: IteratorState): void {
+  private settleWaiter(iterator: PublicState): void {
     const resolve = iterator.waiter;
     const reject = iterator.waiterReject;
     iterator.waiter = undefined;
@@ -381,7 +366,7 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
     if (this.closeReason === 'slow_consumer') {
       return new SsecastError(
         'ERR_SLOW_CONSUMER',
-        `subscriber fell more than ${this.iterator?.maxQueue} events behind and was cut off; subscribe again with lastEventId ${JSON.stringify(this.lastId ?? null)} to resume`,
+        `subscriber fell more than ${this.state?.maxQueue} events behind and was cut off; subscribe again with lastEventId ${JSON.stringify(this.lastId ?? null)} to resume`,
       );
     }
     if (this.closeReason === 'interrupted') {
@@ -398,8 +383,8 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
   }
 
   [Symbol.asyncIterator](): AsyncIterator<SubscriptionEvent<M>> {
-    const iterator = this.iterator;
-    if (!iterator) throw new TypeError('this subscription pushes to onEvent; it cannot also be iterated');
+    const iterator = this.state;
+    if (!iterator || this.pushes) throw new TypeError('this subscription pushes to onEvent; it cannot also be iterated');
     return {
       next: () => {
         const queue = iterator.queue;
