@@ -277,6 +277,17 @@ local function trimStream(stream, slot, size)
   local key, stateIndex = KEYS[3 + slot * 3], KEYS[5 + slot * 3]
   local excess = redis.call('XLEN', key) - size
   if excess <= 0 then return end
+  if excess > size + 1 and redis.call('EXISTS', stateIndex) == 0 then
+    -- No keyed state: every event cut is lost, and only the newest of them counts (timestamps
+    -- never decrease along a history). It is the one just past what stays: read size + 1
+    -- entries from the newest end, not every entry a large batch cuts.
+    local newest = redis.call('XREVRANGE', key, '+', '-', 'COUNT', size + 1)[size + 1]
+    local seq, at = seqOf(newest[1]), newest[2][2]
+    raise(stream, 3, seq, at)
+    raise(stream, 1, seq, at)
+    redis.call('XTRIM', key, 'MAXLEN', size)
+    return
+  end
   local gone = redis.call('XRANGE', key, '-', '+', 'COUNT', excess)
   local gapSeq, gapAt = 0, ''
   raise(stream, 3, seqOf(gone[#gone][1]), gone[#gone][2][2])
