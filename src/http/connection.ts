@@ -130,6 +130,29 @@ function framesOf(deliveries: readonly Delivery[], from: number, to: number): st
   return text;
 }
 
+/** The history chunk encoded last, and the deliveries it is made of. */
+let lastHistory: { deliveries: Delivery[]; bytes: Uint8Array } | undefined;
+
+/**
+ * The frames of `deliveries[from, to)` as UTF-8 bytes, shared with the last connection that wrote
+ * the same deliveries: every fresh connection of a stream replays the same recent events until
+ * the next publish, and writes the same bytes, as live events are written. A string each would
+ * be flattened on the heap and copied into native memory per socket by node:http, which at ten
+ * thousand connections opening shows in the process's RSS. One chunk (at most about 64 KiB) is
+ * kept, with references to the events it holds.
+ */
+function historyChunk(deliveries: readonly Delivery[], from: number, to: number): Uint8Array {
+  const last = lastHistory;
+  if (last !== undefined && last.deliveries.length === to - from) {
+    let same = true;
+    for (let i = from; same && i < to; i++) same = last.deliveries[i - from] === deliveries[i];
+    if (same) return last.bytes;
+  }
+  const bytes = utf8.encode(framesOf(deliveries, from, to));
+  lastHistory = { deliveries: deliveries.slice(from, to), bytes };
+  return bytes;
+}
+
 // The booleans of a connection, as bits of one field.
 const SCHEDULED = 1;
 const BLOCKED = 2;
@@ -454,7 +477,7 @@ export class SseConnection<M extends EventMapBase = EventMapBase> implements Hea
       const start = backlog.at;
       while (backlog.at < deliveries.length && bytes < EAGER_FLUSH_BYTES) bytes += (deliveries[backlog.at++] as Delivery).bytes;
       backlog.bytes -= bytes;
-      this.writeNow(framesOf(deliveries, start, backlog.at));
+      this.writeNow(historyChunk(deliveries, start, backlog.at));
       this.account();
       if (this.blocked || this.finished || this.transportGone) return false;
     }
