@@ -542,10 +542,13 @@ export class RedisBackend implements Backend {
     // resume from history with their Last-Event-ID (exactly, or with a resync).
     this.context?.interrupt();
     if (kind === 'rollback' && epoch === this.known.epoch) {
-      // Numbers this instance has seen are being handed out again: start a new epoch.
+      // Numbers this instance has seen are being handed out again, so this epoch's ids each name
+      // two events now: replace it, whatever meta's seq says by then (another instance may already
+      // have published it back past what this one saw). A known seq no epoch reaches makes the
+      // script do so, unless the epoch is no longer this one (another instance got there first).
       const k = this.keys;
       void this.commands
-        ?.ssecastEnsureEpoch(k.meta, k.fanout, k.index, k.trim, k.base, newEpoch(), this.known.epoch, this.known.seq)
+        ?.ssecastEnsureEpoch(k.meta, k.fanout, k.index, k.trim, k.base, newEpoch(), epoch, Number.MAX_SAFE_INTEGER)
         .catch((error) => this.noteError(error));
     }
   }
