@@ -237,13 +237,7 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
    * the cursor the replay leaves the client is below `gapThrough`, a position marker at `readAt`
    * follows the replay.
    */
-  goLive(
-    history: readonly StoredEvent[],
-    resync: Delivery | undefined,
-    after: number,
-    gapThrough?: number,
-    readAt?: EventCursor,
-  ): number {
+  goLive(history: readonly StoredEvent[], resync: Delivery | undefined, after: number, gapThrough?: number, readAt?: EventCursor): number {
     if (this.closeReason) return 0;
     let delivered = 0;
     this.lastSeq = after;
