@@ -85,7 +85,8 @@ async function serve(name) {
         for (const child of node.children) walk(child);
       };
       walk(profile.head);
-      return { sites: [...bySite.entries()].sort((a, b) => b[1] - a[1]).slice(0, 40) };
+      const total = [...bySite.values()].reduce((sum, bytes) => sum + bytes, 0);
+      return { total, sites: [...bySite.entries()].sort((a, b) => b[1] - a[1]).slice(0, 40) };
     },
     burst: async ({ stream, count }) => {
       for (let i = 0; i < count; i++) {
@@ -225,11 +226,11 @@ async function measure(name, options) {
       say(`${name}: sampling allocations while ${options.allocations} connections open`);
       await server.call('startAllocations');
       const count = await open(session, options.allocations);
-      const { sites } = await server.call('stopAllocations', {}, 60_000);
+      const { sites, total } = await server.call('stopAllocations', {}, 60_000);
       await close(session);
       result.allocations = sites.map(([site, bytes]) => ({ site, bytesPerConnection: Math.round(bytes / count) }));
-      const total = sites.reduce((sum, [, bytes]) => sum + bytes, 0);
-      console.log(`\n${name}: bytes allocated per connection while ${count} open, by site (top 40, ${Math.round(total / count)} B in all)`);
+      result.allocatedPerConnection = Math.round(total / count);
+      console.log(`\n${name}: bytes allocated per connection while ${count} open: ${result.allocatedPerConnection} B in all; by site:`);
       for (const { site, bytesPerConnection } of result.allocations.slice(0, options.top)) {
         console.log(`  ${String(bytesPerConnection).padStart(7)}  ${site}`);
       }
