@@ -52,7 +52,7 @@ export interface RedisBackendOptions {
    * Publishes issued in the same tick, or while a batch is in flight, go to
    * Redis as one script call of at most this many events (each still gets its
    * own id, in publish order, and settles on its own). Redis runs nothing else
-   * while the script runs: about 5-10 µs per event. @defaultValue 500
+   * while the script runs: 11-16 µs per event measured on a busy 2-core VM. @defaultValue 500
    */
   maxBatchEvents?: number;
   /** Bytes (data and wire body) of one batch; a single larger event still goes, alone. @defaultValue 1048576 (1 MiB) */
