@@ -23,7 +23,7 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { createParser } from 'eventsource-parser';
-import { EventManager } from '../dist/index.js';
+import { EventManager, POSITION_EVENT } from '../dist/index.js';
 import { RedisBackend } from '../dist/backends/redis.js';
 import { createSseHandler } from '../dist/adapters/node.js';
 
@@ -82,6 +82,8 @@ function connectClient(port) {
   let closed = false;
   const parser = createParser({
     onEvent(event) {
+      // The position marker (a fresh connection's id) is no event to time.
+      if (event.event === POSITION_EVENT) return;
       const { i, t } = JSON.parse(event.data);
       const p = phase(event.event ?? 'message');
       if (p.lat[i] !== undefined) {

@@ -170,6 +170,8 @@ class Sampler {
     this.parser = createParser({
       onEvent: (event) => {
         this.events++;
+        // ssecast's position marker (a fresh connection's id) carries no time to measure.
+        if (event.event === 'ssecast-position') return;
         const t = payloadTime(event.data);
         if (t === undefined) parseErrors++;
         else recordLatency(this.arrival - t);

@@ -698,7 +698,9 @@ async function readAtMost(body: ReadableStream<Uint8Array>, max: number): Promis
 function retryAfterMs(value: string | null): number {
   if (!value) return 0;
   const ms = /^\s*\d+\s*$/.test(value) ? Number(value) * 1000 : Date.parse(value) - Date.now();
-  return Math.max(ms, 0);
+  // NaN (an unreadable date) must not reach the delay: Math.max would keep it, and a NaN
+  // timer fires at once, so the client would retry without any backoff.
+  return Number.isFinite(ms) ? Math.max(ms, 0) : 0;
 }
 
 /**

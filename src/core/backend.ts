@@ -93,6 +93,22 @@ export interface Backend {
   append(draft: EventDraft): Promise<StoredEvent>;
   read(query: ReadQuery): Promise<ReadResult>;
   /**
+   * Whether every event up to `position` (a read's) has reached `deliver` on
+   * this instance, waiting a bounded time for it. A shared backend reads its
+   * history from the store but delivers through its own fan-out, which may be
+   * behind: the hub waits before a subscription goes live, so the events
+   * published since it registered reach it in order, and none comes after a
+   * position marker at or below the marker's id. Absent: always true.
+   */
+  caughtUp?(position: EventCursor): boolean | Promise<boolean>;
+  /**
+   * The newest point of the sequence this instance knows was reached (its own appends, what its
+   * fan-out brought). A subscription notes it when it joins: what the fan-out brings later at
+   * or below it was published before the subscription, and is left out of its replay like any
+   * other history outside the window. Absent: everything the fan-out brings counts as new.
+   */
+  knownPosition?(): EventCursor | undefined;
+  /**
    * Resolves once every event this instance appended has reached `deliver`
    * (a shared backend delivers through its fan-out, after `append` resolved).
    * `hub.close()` waits for it, bounded, before ending subscriptions.

@@ -34,7 +34,7 @@ export class FlushScheduler {
     this.dirty.add(target);
     if (this.scheduled) return;
     this.scheduled = true;
-    setImmediate(() => this.flushNow());
+    nextTurn(() => this.flushNow());
   }
 
   /** Forgets a target (it closed): nothing of it stays queued here. */
@@ -60,3 +60,8 @@ export class FlushScheduler {
     this.tickShared = undefined;
   }
 }
+
+// After the I/O of this turn: setImmediate where there is one (Node, Bun, Deno); a runtime with
+// only Web APIs (an edge worker) has setTimeout.
+const nextTurn: (run: () => void) => unknown =
+  typeof setImmediate === 'function' ? (run) => setImmediate(run) : (run) => setTimeout(run, 0);

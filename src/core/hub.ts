@@ -153,6 +153,8 @@ export interface HubStats {
   dropped: number;
   /** Resume requests answered with `resync`. */
   resyncs: number;
+  /** Stream requests an HTTP handler refused before opening a stream (4xx/5xx: auth, limits, shutdown, bad requests). */
+  rejected: number;
   /** Failures reported to `onError`: user callbacks that threw, history reads, backend teardown, flushes. */
   hookErrors: number;
   /** What the backend reports (retained streams, events and bytes for memory). */
@@ -175,6 +177,7 @@ export class Hub<M extends EventMapBase = EventMapBase> implements SubscriptionO
   readonly options: Readonly<HubSettings>;
   readonly backend: Backend;
   private readonly opened: Promise<void>;
+  private isOpen = false;
   private readonly byStream = new Map<string, Set<Subscription<M>>>();
   /** The shared stream set of the single-stream subscribers of each stream (see `streamSet`). */
   private readonly singleStreams = new Map<string, ReadonlySet<string>>();
@@ -182,12 +185,13 @@ export class Hub<M extends EventMapBase = EventMapBase> implements SubscriptionO
   private readonly subscriptions = new Set<Subscription<M>>();
   private readonly heartbeats = new Map<number, HeartbeatScheduler>();
   private flusher: FlushScheduler | undefined;
-  private counters = { published: 0, delivered: 0, dropped: 0, resyncs: 0, hookErrors: 0 };
+  private counters = { published: 0, delivered: 0, dropped: 0, resyncs: 0, rejected: 0, hookErrors: 0 };
   private readonly onError: ((error: unknown, context: HubErrorContext) => void) | undefined;
   private isClosed = false;
   /** Appends in flight: `close()` lets them finish, since their publish will resolve as accepted. */
   private appending = 0;
   private appendsSettled: (() => void) | undefined;
+  private closing: Promise<void> | undefined;
   private readonly schemas: ReadonlyMap<string, StandardSchemaV1> | undefined;
   private readonly allowUnvalidatedTypes: boolean;
 
@@ -219,7 +223,19 @@ export class Hub<M extends EventMapBase = EventMapBase> implements SubscriptionO
       },
     });
     // Surfaced by publish/subscribe; never an unhandled rejection on its own.
-    this.opened.catch(() => {});
+    this.opened.then(
+      () => (this.isOpen = true),
+      () => (this.isOpen = true),
+    );
+  }
+
+  /**
+   * @internal Until the backend has opened: resolves when it has (or failed to). A shared
+   * backend's fan-out only reaches a subscription registered after it knows where it starts, so
+   * the HTTP layer starts no response before. Undefined once open.
+   */
+  whenOpen(): Promise<unknown> | undefined {
+    return this.isOpen ? undefined : this.opened.catch(() => {});
   }
 
   get closed(): boolean {
@@ -320,6 +336,7 @@ export class Hub<M extends EventMapBase = EventMapBase> implements SubscriptionO
       onClose: options.onClose,
       onLive: options.onLive,
       sink,
+      joinedAt: this.backend.knownPosition?.(),
     });
     // Live first, history second: nothing published in between can be missed.
     this.subscriptions.add(subscription);
@@ -348,6 +365,16 @@ export class Hub<M extends EventMapBase = EventMapBase> implements SubscriptionO
     let shared = this.singleStreams.get(stream);
     if (!shared) this.singleStreams.set(stream, (shared = new Set([stream])));
     return shared;
+  }
+
+  /** @internal an HTTP handler on this hub refused a stream request */
+  countRejected(): void {
+    this.counters.rejected++;
+  }
+
+  /** @internal a hook of an HTTP handler on this hub (`streams`, `authorize`, `clientKey`) threw */
+  countHookError(): void {
+    this.counters.hookErrors++;
   }
 
   /** Counters and gauges, cheap enough for every `/metrics` scrape. */
@@ -382,11 +409,18 @@ export class Hub<M extends EventMapBase = EventMapBase> implements SubscriptionO
 
   /**
    * Ends every subscription (adapters end their responses) once what was
-   * published has been delivered, stops timers, closes the backend.
+   * published has been delivered, stops timers, closes the backend. Called
+   * again, it returns the same promise: every caller waits for the end.
    */
-  async close(): Promise<void> {
-    if (this.isClosed) return;
-    this.isClosed = true;
+  close(): Promise<void> {
+    if (!this.closing) {
+      this.isClosed = true;
+      this.closing = this.shutDown();
+    }
+    return this.closing;
+  }
+
+  private async shutDown(): Promise<void> {
     // What publish() accepted reaches the open streams before they end: appends
     // in flight finish, the backend's fan-out catches up, and histories still
     // loading are sent.
@@ -487,12 +521,21 @@ export class Hub<M extends EventMapBase = EventMapBase> implements SubscriptionO
       // The marker's frame is made by the subscription, only when its cursor needs it: a fresh
       // connection never does, and every connection would otherwise make one to throw away.
       const gapThrough = result.position ? result.gapThrough : undefined;
+      // A shared backend's own fan-out may not have brought what the read saw yet: wait (bounded)
+      // until it has, so the events published since this subscription registered are all held
+      // for it, and none arrives after it went live at or below its read position.
+      let behind = false;
+      if (result.position && this.backend.caughtUp && !subscription.isClosed) {
+        const reached = this.backend.caughtUp(result.position);
+        behind = !(reached === true || (await reached));
+      }
       this.counters.delivered += subscription.goLive(
         result.events,
         notice,
         resync || !cursor ? 0 : cursor.seq,
         gapThrough,
         result.position,
+        behind,
       );
     } catch (error) {
       // The subscriber ends ('error') and resumes with its id; the operator hears why.

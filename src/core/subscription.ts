@@ -51,6 +51,8 @@ export interface SubscriptionInit {
   onLive?: (() => void) | undefined;
   /** Push mode, instead of the three callbacks: one object that takes the deliveries (an HTTP connection). */
   sink?: SubscriptionSink | undefined;
+  /** The backend's known position when the subscription joined (see `Backend.knownPosition`). */
+  joinedAt?: EventCursor | undefined;
 }
 
 /**
@@ -150,6 +152,7 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
   private lastId: string | undefined = undefined;
   /** Until history has been handed over: live events that arrived meanwhile. */
   private loading: Loading | null;
+  private readonly joinedAt: EventCursor | undefined;
   private isLive = false;
   private closeReason: CloseReason | undefined = undefined;
   private settlement: Settlement | undefined = undefined;
@@ -163,6 +166,7 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
     this.onEvent = init.sink ? undefined : init.onEvent;
     this.state = init.sink ? undefined : new PublicState(init);
     this.loading = new Loading(this.pushes ? init.maxLoadingBytes : undefined, init.maxQueue);
+    this.joinedAt = init.joinedAt;
   }
 
   private get pushes(): boolean {
@@ -235,14 +239,23 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
   /**
    * @internal History has been read (at `readAt`): release it, then what arrived meanwhile. When
    * the cursor the replay leaves the client is below `gapThrough`, a position marker at `readAt`
-   * follows the replay.
+   * follows the replay. `behind`: this instance's fan-out had not brought everything up to
+   * `readAt` when the wait for it ran out, so events at or below it may still come.
    */
-  goLive(history: readonly StoredEvent[], resync: Delivery | undefined, after: number, gapThrough?: number, readAt?: EventCursor): number {
+  goLive(
+    history: readonly StoredEvent[],
+    resync: Delivery | undefined,
+    after: number,
+    gapThrough?: number,
+    readAt?: EventCursor,
+    behind = false,
+  ): number {
     if (this.closeReason) return 0;
     let delivered = 0;
     this.lastSeq = after;
     this.readEpoch = readAt?.epoch;
-    this.readSeq = readAt?.seq ?? 0;
+    // Behind, the read position is ahead of what this subscription can vouch for: no marker may claim it.
+    this.readSeq = behind ? 0 : (readAt?.seq ?? 0);
     // A resuming client's cursor is its id; a resync moves it to where the replay was read.
     this.cursorSeq = after > 0 ? after : undefined;
     if (resync) {
@@ -250,17 +263,46 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
       this.push(resync);
     }
     if (this.closeReason) return 0;
-    for (const event of history) if (this.deliver(event)) delivered++;
+    const pending = this.loading?.events ?? [];
+    this.loading = null;
+    // What the fan-out brought while history loaded may have been published after this
+    // subscription joined, though the read saw it too (on Redis the reader can be behind the
+    // read). Up to the read position it goes with the history, in sequence order: a replay
+    // window smaller than the lag would otherwise skip it. Only what the backend knew of when
+    // the subscription joined is certainly older, and stays out like the rest of the history.
+    let next = 0;
+    if (readAt) {
+      const floor = this.joinedAt?.epoch === readAt.epoch ? this.joinedAt.seq : 0;
+      for (const event of history) {
+        for (; next < pending.length && (pending[next] as StoredEvent).seq < event.seq; next++)
+          if ((pending[next] as StoredEvent).seq > floor && this.deliver(pending[next] as StoredEvent)) delivered++;
+        if (this.deliver(event)) delivered++;
+      }
+      for (; next < pending.length && (pending[next] as StoredEvent).seq <= readAt.seq; next++)
+        if ((pending[next] as StoredEvent).seq > floor && this.deliver(pending[next] as StoredEvent)) delivered++;
+    } else for (const event of history) if (this.deliver(event)) delivered++;
     // The replay left the client's cursor behind a loss (an old keyed event last, or newer ones
     // filtered out): move it to where the replay was read, or its next reconnect resyncs again.
-    if (gapThrough && readAt && this.cursorSeq !== undefined && this.cursorSeq < gapThrough && !this.closeReason) {
+    if (!behind && gapThrough && readAt && this.cursorSeq !== undefined && this.cursorSeq < gapThrough && !this.closeReason) {
       this.cursorSeq = readAt.seq;
       this.push(positionDelivery(formatEventId(readAt.epoch, readAt.seq)));
       if (readAt.seq > this.lastSeq) this.lastSeq = readAt.seq;
     }
-    const pending = this.loading?.events ?? [];
-    this.loading = null;
-    for (const event of pending) if (this.deliver(event)) delivered++;
+    for (; next < pending.length; next++) if (this.deliver(pending[next] as StoredEvent)) delivered++;
+    // A fresh client the replay gave nothing (a quiet stream, replay: 0, a filter) has no id:
+    // if this connection dropped before its first event, it would come back as a new client and
+    // silently miss what was published meanwhile. The marker gives it the read position. Not on
+    // a hub that has published nothing yet: there is nothing before it to miss.
+    const position = Math.max(this.readSeq, this.lastSeq);
+    if (this.cursorSeq === undefined && !this.closeReason && position > 0) {
+      const marker = this.endMarker();
+      if (marker) {
+        // The client is now at the read position; the fan-out has brought everything up to it
+        // (the hub waited), so what comes next is above it.
+        this.cursorSeq = this.lastSeq = position;
+        this.push(marker);
+      }
+    }
     this.isLive = true;
     this.settlement?.resolveReady?.();
     if ((this.sink || this.state?.onLive) && !this.closeReason) {
@@ -284,7 +326,7 @@ export class Subscription<M extends EventMapBase = EventMapBase> implements Asyn
    */
   endMarker(): Delivery<PositionEvent> | undefined {
     const epoch = this.readEpoch;
-    if (epoch === undefined) return undefined;
+    if (epoch == null) return undefined;
     const seq = Math.max(this.readSeq, this.lastSeq);
     if (this.cursorSeq !== undefined && this.cursorSeq >= seq) return undefined;
     return positionDelivery(formatEventId(epoch, seq));

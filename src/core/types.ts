@@ -47,7 +47,9 @@ export const POSITION_EVENT = 'ssecast-position';
  * event the client received is older than an event its streams lost without
  * cover: the latest event of a key kept beside a trimmed tail, or a replay whose
  * newer events a `types` filter left out. Without it, that client's next
- * reconnect would resume from behind the loss and resync every time. A page's
+ * reconnect would resume from behind the loss and resync every time. Also after
+ * a fresh replay that sent nothing (the client would have no id at all), and at
+ * a clean end that leaves the client's cursor behind. A page's
  * `EventSource` has no listener for it; `ssecast/client` and the iterator API
  * hide it.
  */

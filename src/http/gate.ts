@@ -228,6 +228,14 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
   }
 
   async admit(req: Req, view: RequestView): Promise<Rejection | Admission | Gone> {
+    const outcome = await this.decide(req, view);
+    // Counted here, once per refused request, so every adapter's refusals show in hub.stats().
+    // A client that left while its hooks ran (GONE) was not refused.
+    if (outcome !== GONE && isRejection(outcome)) this.hub.countRejected();
+    return outcome;
+  }
+
+  private async decide(req: Req, view: RequestView): Promise<Rejection | Admission | Gone> {
     if (view.method !== 'GET')
       return reject(405, `${String(view.method).slice(0, 32)} is not allowed; open the stream with GET`, { allow: 'GET' });
     const unavailable = this.unavailable();
@@ -266,8 +274,18 @@ export class SseGate<Req, M extends EventMapBase = EventMapBase> {
           throw new TypeError(`clientKey must return a string or undefined, got ${typeof client}`);
       }
     } catch (error) {
+      this.hub.countHookError();
       this.report(error, req);
+      // A client that left while the hook ran gets no answer, and is not a refusal either.
+      if (view.gone()) return GONE;
       return reject(500, 'the stream could not be opened');
+    }
+    // A hub still opening (Redis: its fan-out not yet positioned) would miss what is published
+    // before it is: the response starts once it has.
+    const opening = this.hub.whenOpen();
+    if (opening) {
+      await opening;
+      if (view.gone()) return GONE;
     }
     // Hooks may have taken a while: the hub and the cap are checked again before a slot is taken.
     const unavailableNow = this.unavailable();

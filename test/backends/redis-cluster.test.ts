@@ -8,6 +8,7 @@ import {
   follow,
   hasRedisServerBinary,
   lostFromRedis,
+  vanishedFromRedis,
   judge,
   pollUntil,
   publishThrough,
@@ -81,15 +82,17 @@ async function heal(node: OwnedNode): Promise<void> {
 async function failoverRun(
   name: string,
   failover: (shard: { master: OwnedNode; replica: OwnedNode }, publisher: Publisher) => Promise<void>,
-): Promise<Run & { slot: number; lost: number }> {
+): Promise<Run & { slot: number; lost: number; vanished: number }> {
   const prefix = uniquePrefix();
   const slot = await slotOf(prefix);
   const shard = await cluster.shard(slot);
   const run = await publishThrough({ name, source: clusterClient(), prefix, cleanups, report }, (publisher) => failover(shard, publisher));
   // Acknowledged, and gone from the master that serves the slot now.
-  const lost = await lostFromRedis((await cluster.masterOf(slot)).port, prefix, run.outcome);
-  report.push(`  acknowledged by Redis and lost from it: ${lost}`);
-  return { ...run, slot, lost };
+  const { port } = await cluster.masterOf(slot);
+  const lost = await lostFromRedis(port, prefix, run.outcome);
+  const vanished = await vanishedFromRedis(port, prefix, run);
+  report.push(`  acknowledged by Redis and lost from it: ${lost}; delivered or acknowledged and gone from it: ${vanished}`);
+  return { ...run, slot, lost, vanished };
 }
 
 /**
@@ -171,7 +174,9 @@ describe.skipIf(!hasRedisServerBinary)('RedisBackend on a Redis Cluster', () => 
     await first.waitFor((c) => c.events.length >= 10, 10_000, 'ten events');
     first.close();
     await first.ended;
-    const seenFirst = first.events.map((e) => e.id);
+    // The position marker first (the instance's warm-up publish came before), then the ticks.
+    expect(first.events[0]).toMatchObject({ event: 'ssecast-position', data: '' });
+    const seenFirst = first.events.slice(1).map((e) => e.id);
     // Published while the client is away, and after it is back.
     await publish(15, 25);
     const second = await openStream(`${b.server.url}/?stream=x&stream=y`, { 'last-event-id': seenFirst.at(-1) as string });
@@ -258,9 +263,10 @@ describe.skipIf(!hasRedisServerBinary)('RedisBackend on a Redis Cluster', () => 
         await master.kill();
         await promoted(replica);
       });
-      // Replication is asynchronous: a write acknowledged in the last moment before the crash may not have reached the
-      // replica. On loopback none has been lost in any run (one epoch, no resync); if one is, every client is told.
-      if (run.lost > 0) expectResync(run);
+      // Replication is asynchronous: a write run in the last moment before the crash may not have reached the
+      // replica. Usually none is lost (one epoch, no resync). Under load one is, now and then: often a publish in
+      // flight, which rejected but was delivered; every client is told. Exact whenever the replica has it all.
+      if (run.vanished > 0) expectResync(run);
       else expectExact(run);
       // Publishes in flight when the master died, or sent while the slot had no master, were refused, and said so.
       expect(run.outcome.rejected.length).toBeGreaterThan(0);
@@ -332,7 +338,7 @@ describe.skipIf(!hasRedisServerBinary)('RedisBackend on a Redis Cluster', () => 
       );
       // What the master acknowledged before it knew (the link was cut with replication bytes still on their way) can
       // be lost; then every client is told. After that, nothing is acknowledged, so nothing more is lost.
-      if (run.lost > 0) expectResync(run);
+      if (run.vanished > 0) expectResync(run);
       else expectExact(run);
     } finally {
       paused?.resume();

@@ -287,6 +287,18 @@ describe('reconnect timing (fake timers)', () => {
     expect(client.status).toBe('open');
   });
 
+  it('treats an unreadable Retry-After as none: the backoff still paces the retries (no retry storm)', async () => {
+    vi.useFakeTimers({ now: 0 });
+    vi.spyOn(Math, 'random').mockReturnValue(0.5);
+    const unavailable: Answer = () => new Response(null, { status: 503, headers: { 'retry-after': 'soon' } });
+    const { fetch, gaps, calls } = fakeFetch([unavailable]);
+    start('http://example.test/events', { fetch, backoff: { initialMs: 100, maxMs: 1000 } });
+    await vi.advanceTimersByTimeAsync(1000);
+    // Full jitter at 0.5: 50, 100, 200, 400 ms; it used to be a NaN delay, about 1 ms, ~1,000 requests a second.
+    expect(gaps().slice(1, 4)).toEqual([50, 100, 200]);
+    expect(calls.length).toBeLessThanOrEqual(6);
+  });
+
   it('retries a 401 once, at once, with fresh headers when onUnauthorized says so; a second 401 closes it', async () => {
     vi.useFakeTimers({ now: 0 });
     const unauthorized: Answer = () =>

@@ -266,6 +266,23 @@ describe('EventManager', () => {
     await expect(h.publish('a', 'command_output', { output: '', stream: 'stdout' })).rejects.toMatchObject({ code: 'ERR_HUB_CLOSED' });
     expect(() => h.subscribe({ streams: ['a'] })).toThrow(SsecastError);
   });
+
+  it('returns the same close() to every caller: a second one waits for the first to finish', async () => {
+    let backendClosed = false;
+    class SlowToClose extends MemoryBackend {
+      override async close() {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        backendClosed = true;
+      }
+    }
+    const h = new EventManager({ backend: new SlowToClose() });
+    const first = h.close();
+    expect(h.closed).toBe(true);
+    const second = h.close();
+    expect(second).toBe(first);
+    await second;
+    expect(backendClosed).toBe(true);
+  });
 });
 
 describe('keyed events and named heartbeats: bad input', () => {

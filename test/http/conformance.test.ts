@@ -163,6 +163,25 @@ describe.each(MATRIX)('$name', ({ adapter, backend }) => {
       expect(hub.stats().resyncs).toBe(1);
     });
 
+    it('gives a fresh client with nothing to replay an id, so a drop before its first event loses nothing', async () => {
+      const { hub, url } = await setup();
+      const [head] = await publishTicks(hub, 'elsewhere', 0, 1);
+      const quiet = await openStream(url('stream=a'));
+      cleanups.push(() => quiet.close());
+      // Nothing on a yet: the position marker alone, at the hub's position.
+      await quiet.waitFor((c) => c.events.length === 1);
+      expect(quiet.events).toEqual([{ event: 'ssecast-position', id: head, data: '' }]);
+      expect(quiet.raw).toBe(`retry: 3000\n\nevent: ssecast-position\nid: ${head}\ndata:\n\n`);
+      quiet.close();
+      // More than the replay window is published while it is away; it comes back with the marker's id.
+      const missed = await publishTicks(hub, 'a', 0, 15);
+      const back = await openStream(url('stream=a'), { 'last-event-id': head as string });
+      cleanups.push(() => back.close());
+      await back.waitFor((c) => c.events.length === 15);
+      expect(back.events.map((e) => e.id)).toEqual(missed);
+      expect(hub.stats().resyncs).toBe(0);
+    });
+
     it('delivers a burst of 5,000 events complete and in order', async () => {
       const { hub, url } = await setup();
       const client = await openStream(url('stream=a'));
@@ -371,7 +390,8 @@ describe.each(MATRIX)('$name', ({ adapter, backend }) => {
         again.close();
       }
       expect(hub.stats().resyncs).toBe(0);
-      // A types filter that leaves out the tail does the same; a replay that ends on the tail sends no marker.
+      // A types filter that leaves out the tail does the same, and so does a replay of nothing (replay: 0,
+      // only ticks asked for): the client has an id before its first event.
       const typed = await openStream(url('stream=a&types=status'));
       const plain = await openStream(`${server.url}/events?stream=a&types=tick`);
       cleanups.push(
@@ -380,8 +400,8 @@ describe.each(MATRIX)('$name', ({ adapter, backend }) => {
       );
       await typed.waitFor((c) => c.events.length === 2);
       expect(typed.events.map((e) => e.event)).toEqual(['status', 'ssecast-position']);
-      await sleep(40);
-      expect(plain.events).toEqual([]);
+      await plain.waitFor((c) => c.events.length === 1);
+      expect(plain.events).toEqual([{ event: 'ssecast-position', id: ticks.at(-1), data: '' }]);
     });
 
     it('applies since and types to the keyed state as to history', async () => {
@@ -560,6 +580,8 @@ describe.each(MATRIX)('$name', ({ adapter, backend }) => {
       const fourth = await openStream(url('stream=a'), { 'x-user': 'alice' });
       cleanups.push(() => fourth.close());
       expect(fourth.status).toBe(200);
+      // 401, 403, 403 and 429: each refusal counted once, and none of them a hook error.
+      expect(hub.stats()).toMatchObject({ rejected: 4, hookErrors: 0 });
     });
 
     it('answers 400 for no stream, too many streams and an oversized Last-Event-ID, and 405 for POST', async () => {
@@ -612,6 +634,7 @@ describe.each(MATRIX)('$name', ({ adapter, backend }) => {
       expect(JSON.parse(broken.body)).toEqual({ error: 'internal_error', message: 'the stream could not be opened' });
       expect(reported).toHaveLength(1);
       expect((reported[0] as Error).message).toContain('database exploded');
+      expect(hub.stats()).toMatchObject({ rejected: 1, hookErrors: 1 });
       await waitUntil(() => hub.stats().connections === 1);
       await hub.publish('a', 'note', 'still here');
       await healthy.waitFor((c) => c.events.length === 1);

@@ -293,7 +293,7 @@ async function setupWorld(mount: (hub: EventManager) => Promise<TestServer>): Pr
   };
 }
 
-type Expected = { status: 400 } | { status: 200; resync: object | undefined; resumed: boolean; events: PublishedEvent[] };
+type Expected = { status: 400 } | { status: 200; resync: object | undefined; resumed: boolean; events: PublishedEvent[]; after?: number };
 
 /** The kinds of answer, counted so that a test can show its generators reach each of them. */
 type Outcome = 'resumed' | 'resynced' | 'fresh' | 'rejected';
@@ -366,7 +366,7 @@ function expectedAnswer(world: World, url: URL, header: string | undefined): Exp
     if (!reason) {
       const after = (cursor as { seq: number }).seq;
       const exact = retained.filter((e) => seqOf(e.id) > after);
-      return { status: 200, resync: undefined, resumed: true, events: types ? exact.filter((e) => types.has(e.type)) : exact };
+      return { status: 200, resync: undefined, resumed: true, after, events: types ? exact.filter((e) => types.has(e.type)) : exact };
     }
     resync = { reason, lastEventId: lastEventId.slice(0, 64) };
     events = recent;
@@ -410,6 +410,10 @@ async function checkRequest(world: World, search: string, header: string | undef
     // A resync carries the newest id as its cursor, so the next reconnect resumes from there.
     const head = `${world.epoch}.${world.lastSeq}`;
     if (expected.resync) want.unshift({ event: 'resync', id: head, data: JSON.stringify(expected.resync) });
+    // A client its answer would leave without an id (nothing replayed, no resync, no id of its own
+    // past the start) gets the position marker, so a drop before its first event loses nothing.
+    const hasCursor = want.length > 0 || (expected.after ?? 0) > 0;
+    if (!hasCursor && world.lastSeq > 0) want.push({ event: 'ssecast-position', id: head, data: '' });
     await client.waitFor((c) => c.retries.length > 0 && c.events.length >= want.length, 3000, `${want.length} events`);
     await sleep(SETTLE_MS);
     // The resync data is compared as parsed JSON (key order is not part of the contract); everything else as text.

@@ -122,6 +122,15 @@ export async function waitUntil(condition: () => boolean, timeoutMs = 5000, what
   }
 }
 
+/** Polls an async condition, one call at a time (a poll per tick would flood a server it asks), failing with `what` after the timeout. */
+export async function waitUntilAsync(condition: () => Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }

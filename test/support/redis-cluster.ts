@@ -86,7 +86,10 @@ export async function startNode(port: number, args: string[], what = 'redis', co
       await pollUntil(
         async () => {
           if (started.exitCode !== null) throw new Error(`redis-server on ${port} exited with ${started.exitCode}:\n${node.log()}`);
-          return (await command(port, 'PING').catch(() => '')) === 'PONG';
+          // Ours, not another test's server that took the same free port first (then ours exits, failing to bind,
+          // and a PING alone would have passed: CI once sent SENTINEL FAILOVER to a plain redis-server that way).
+          const info = await command(port, 'INFO', 'server').catch(() => '');
+          return Number(infoFields(info).process_id) === started.pid;
         },
         15_000,
         `redis-server on port ${port} to answer`,
@@ -666,6 +669,9 @@ export function follow(server: TestServer, cleanups: (() => unknown)[]): { seen:
   return { seen, opens: () => opens };
 }
 
+/** The position marker moves a client's id and is nothing to see (docs/resume.md). */
+const isEvent = (e: ParsedEvent) => e.event !== 'ssecast-position';
+
 function seenOf(e: ParsedEvent): Seen {
   return e.event === 'resync'
     ? { type: 'resync', id: e.id ?? '', reason: JSON.parse(e.data).reason }
@@ -689,7 +695,7 @@ function resume(url: string, lastEventId: string): { seen: Seen[]; close(): void
         let taken = 0;
         const take = () => {
           for (const e of stream.events.slice(taken)) {
-            seen.push(seenOf(e));
+            if (isEvent(e)) seen.push(seenOf(e));
             if (e.id) last = e.id;
           }
           taken = stream.events.length;
@@ -724,6 +730,8 @@ export interface Run {
   epochs: number;
   /** Times the two instances ended their streams because the sequence did not continue. */
   interruptions: number;
+  /** The id of every tick any client got, rejected publishes included (one Redis ran before its reply was lost). */
+  seenIds: string[];
 }
 
 /**
@@ -760,9 +768,19 @@ export async function publishThrough(
   await pollUntil(() => arrived(moved.seen), 20_000, 'the moved client to catch up');
   const run: Run = {
     outcome,
-    verdicts: { live: live.map((c) => judge(c.seen, outcome)), moved: judge([...mover.events.map(seenOf), ...moved.seen], outcome) },
+    verdicts: {
+      live: live.map((c) => judge(c.seen, outcome)),
+      moved: judge([...mover.events.filter(isEvent).map(seenOf), ...moved.seen], outcome),
+    },
     epochs: new Set(outcome.resolved.map(({ id }) => id.split('.')[0])).size,
     interruptions: (a.hub.stats().redisInterruptions ?? 0) + (b.hub.stats().redisInterruptions ?? 0),
+    seenIds: [
+      ...new Set(
+        [...live.flatMap((c) => c.seen), ...mover.events.filter(isEvent).map(seenOf), ...moved.seen]
+          .filter((e) => e.type !== 'resync')
+          .map((e) => e.id),
+      ),
+    ],
   };
   const v = run.verdicts.live[0] as Verdict;
   const m = run.verdicts.moved;
@@ -784,9 +802,23 @@ export async function publishThrough(
  * fan-out stream, which keeps old epochs' entries (a new epoch empties the streams' histories, not it).
  */
 export async function lostFromRedis(port: number, prefix: string, outcome: Outcome): Promise<number> {
-  const entries = (await command(port, 'XRANGE', `{${prefix}}:fanout`, '-', '+')) as [string, string[]][];
-  const kept = new Set(entries.map(([, f]) => `${f[1]}.${f[3]}`));
+  const kept = await fanoutIds(port, prefix);
   return outcome.resolved.filter(({ id }) => !kept.has(id)).length;
+}
+
+/**
+ * Ids a client got that the Redis on `port` no longer has, resolved or not. A publish in flight when its master
+ * dies can be run, fanned out and delivered, then reject ("may or may not"), and be missing from the replica
+ * promoted after: no resolved publish is lost, but the sequence rolled back under the readers, which must resync.
+ */
+export async function vanishedFromRedis(port: number, prefix: string, run: Run): Promise<number> {
+  const kept = await fanoutIds(port, prefix);
+  return new Set([...run.outcome.resolved.map(({ id }) => id), ...run.seenIds].filter((id) => !kept.has(id))).size;
+}
+
+async function fanoutIds(port: number, prefix: string): Promise<Set<string>> {
+  const entries = (await command(port, 'XRANGE', `{${prefix}}:fanout`, '-', '+')) as [string, string[]][];
+  return new Set(entries.map(([, f]) => `${f[1]}.${f[3]}`));
 }
 
 /** What holds in every run, whatever the failover: nothing resolved is lost without a resync, nothing arrives twice or out of order. */

@@ -148,6 +148,8 @@ export class ResumingClient {
   receive(message) {
     if (message.id !== undefined && message.id !== '') this.lastEventId = message.id;
     const type = message.event ?? 'message';
+    // The position marker only moves the id (taken above), as in a browser with no listener for it.
+    if (type === 'ssecast-position') return;
     if (type === 'resync') {
       let data;
       try {

@@ -14,6 +14,7 @@ import { positiveInt } from '../../core/validate.js';
 import { encodeData, fromFanout, fromHistory, fromState, parseFanout, storedEvent, type RawEntry } from './entries.js';
 import { AppendQueue, type QueuedAppend } from './append-queue.js';
 import { duplicateConnection, type RedisSource } from './connections.js';
+import { CatchUp } from './catch-up.js';
 import { FanoutReader, type Position } from './fanout-reader.js';
 import { APPEND, ENSURE_EPOCH, READ, READ_ALL, SWEEP } from './lua.js';
 
@@ -131,6 +132,7 @@ export class RedisBackend implements Backend {
   };
   private commands: (Redis & Scripts) | undefined;
   private reader: FanoutReader | undefined;
+  private readonly catchUp = new CatchUp(() => this.reader?.position ?? null);
   private readerConnection: Redis | undefined;
   private context: BackendContext | undefined;
   private sweepTimer: ReturnType<typeof setInterval> | undefined;
@@ -227,13 +229,18 @@ export class RedisBackend implements Backend {
         this.see(entry.epoch, entry.seq);
         // Every instance sees every event; decoding waits until someone here wants it.
         if (context.wants(entry.stream)) context.deliver(fromFanout(entry));
+        this.catchUp.moved();
       },
-      discontinuity: (kind, entry) => this.discontinuity(kind, entry.epoch),
+      discontinuity: (kind, entry) => {
+        this.discontinuity(kind, entry.epoch);
+        this.catchUp.moved();
+      },
       error: (error) => this.noteError(error),
     });
     void this.reader.whenPositioned().then(() => {
       const position = this.reader?.position;
       if (position) this.see(position.epoch, position.seq);
+      this.catchUp.moved();
     });
     this.reader.start();
     this.sweepTimer = setInterval(
@@ -241,6 +248,15 @@ export class RedisBackend implements Backend {
       Math.min(this.streamIdleTtlMs / 2, 30_000),
     );
     this.sweepTimer.unref?.();
+    // Until the reader knows where it starts, an event published now reaches no subscriber here.
+    // The hub counts as open (and the HTTP layer starts a response) once it does, or once a
+    // command would have timed out: Redis is unreachable, and reads and publishes say so themselves.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.all([this.reader.whenPositioned(), this.commandsReady]),
+      new Promise((resolve) => (timer = setTimeout(resolve, this.commandTimeoutMs))),
+    ]);
+    clearTimeout(timer);
   }
 
   append(draft: EventDraft): Promise<StoredEvent> {
@@ -349,18 +365,20 @@ export class RedisBackend implements Backend {
     return { events: events as StoredEvent[], position: positionOf(reply), gapThrough };
   }
 
+  knownPosition(): EventCursor | undefined {
+    const { epoch, seq } = this.known;
+    return epoch === null ? undefined : { epoch, seq };
+  }
+
+  caughtUp(position: EventCursor): boolean | Promise<boolean> {
+    if (this.closing || !this.reader) return true;
+    return this.catchUp.wait(position, this.commandTimeoutMs);
+  }
+
   async flush(): Promise<void> {
-    const reader = this.reader;
     const target = this.appended;
-    if (!reader || !target) return;
-    const deadline = Date.now() + this.commandTimeoutMs;
-    // Delivered once the reader has passed the last append, or moved to another epoch.
-    const done = () => {
-      const position = reader.position;
-      if (!position) return true;
-      return position.epoch === target.epoch ? position.seq >= target.seq : position.epoch !== null;
-    };
-    while (!done() && Date.now() < deadline && this.commands?.status === 'ready') await new Promise((resolve) => setTimeout(resolve, 2));
+    if (!this.reader?.position || !target || this.commands?.status !== 'ready') return;
+    await this.catchUp.wait(target, this.commandTimeoutMs);
   }
 
   stats(): Record<string, number> {
@@ -378,6 +396,7 @@ export class RedisBackend implements Backend {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.sweepTimer = undefined;
     this.reader?.stop();
+    this.catchUp.stop();
     // disconnect(), not quit(): the reader may be blocked for seconds, and nothing is pending that matters.
     this.readerConnection?.disconnect();
     await this.commands?.quit().catch(() => this.commands?.disconnect());
