@@ -12,6 +12,7 @@ export default defineConfig({
     'backends/redis': 'src/backends/redis/index.ts',
     'redact/index': 'src/redact/index.ts',
     'client/index': 'src/client/index.ts',
+    'otel/index': 'src/otel/index.ts',
   },
   format: ['esm', 'cjs'],
   dts: true,

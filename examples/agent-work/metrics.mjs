@@ -1,5 +1,7 @@
 // Prometheus metrics through prom-client: the hub's own counters, read at
-// scrape time, plus published events by type, counted by the app.
+// scrape time, plus published events by type, counted by the app. The ssecast_*
+// names are the ones ssecast/otel gives through the OpenTelemetry Prometheus
+// exporter, so a dashboard works with either (docs/metrics.md).
 import client from 'prom-client';
 
 /**
@@ -31,6 +33,8 @@ export function createMetrics(hub) {
   fromStats('ssecast_events_delivered_total', 'Events handed to subscribers (one per subscriber per event).', 'delivered', 'counter');
   fromStats('ssecast_clients_dropped_total', 'Subscribers cut off for falling behind.', 'dropped', 'counter');
   fromStats('ssecast_resyncs_total', 'Resume requests answered with resync.', 'resyncs', 'counter');
+  fromStats('ssecast_requests_rejected_total', 'Stream requests refused before opening a stream.', 'rejected', 'counter');
+  fromStats('ssecast_hook_errors_total', "Failures reported to the hub's onError.", 'hookErrors', 'counter');
   const byType = new client.Counter({
     name: 'agent_work_events_total',
     help: 'Events published by the Agent Work services, by event type.',

@@ -18,6 +18,8 @@ describe('Agent Work metrics', () => {
     expect(text).toContain('ssecast_events_published_total 2');
     expect(text).toContain('ssecast_events_delivered_total 2');
     expect(text).toContain('ssecast_clients_dropped_total 0');
+    expect(text).toContain('ssecast_requests_rejected_total 0');
+    expect(text).toContain('ssecast_hook_errors_total 0');
     expect(text).toContain('agent_work_events_total{type="command_output"} 2');
     expect(text).toContain('# TYPE ssecast_events_published_total counter');
     sub.close();

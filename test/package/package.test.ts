@@ -87,6 +87,22 @@ describe.runIf(built)('the published package (dist/, via the exports map)', () =
     expect(source).not.toMatch(/\brequire\(/);
   });
 
+  it("exposes OpenTelemetry metrics as ssecast/otel (ESM and CommonJS), importing nothing at runtime (the meter is the caller's)", async () => {
+    const esm = await import('ssecast/otel');
+    const cjs = require('ssecast/otel') as typeof import('ssecast/otel');
+    expect(typeof esm.registerHubMetrics).toBe('function');
+    expect(typeof cjs.registerHubMetrics).toBe('function');
+    expect(esm.HUB_INSTRUMENTS.map((spec) => spec.name)).toContain('ssecast.connections');
+    for (const file of ['otel/index.js', 'otel/index.cjs']) {
+      const source = readFileSync(new URL(`../../dist/${file}`, import.meta.url), 'utf8');
+      expect(
+        [...source.matchAll(/(?:from|import)\s*['"]([^'"]+)['"]/g)].map((m) => m[1]),
+        file,
+      ).toEqual([]);
+      expect(source, file).not.toMatch(/\brequire\(/);
+    }
+  });
+
   it('exposes the same API to CommonJS', () => {
     const core = require('ssecast') as typeof import('ssecast');
     const node = require('ssecast/node') as typeof import('ssecast/node');
