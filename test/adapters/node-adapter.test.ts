@@ -2,7 +2,7 @@ import type http from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { EventManager } from '../../src/index.js';
 import { createSseHandler } from '../../src/adapters/node.js';
-import { cleanupAfterEach, openStream, stalledClient, startServer, waitUntil } from '../support/helpers.js';
+import { cleanupAfterEach, floodUntilDropped, openStream, stalledClient, startServer, waitUntil } from '../support/helpers.js';
 
 type Events = { tick: { n: number }; note: string };
 
@@ -56,12 +56,7 @@ describe('node:http adapter', () => {
     const stalled = stalledClient(server.port, '/?stream=a');
     cleanups.push(() => void stalled.socket.destroy());
     await waitUntil(() => hub.stats().connections === 1);
-    const line = 'x'.repeat(1000);
-    // Far more than loopback buffers hold (about 4 MiB per socket), so the bound is crossed.
-    for (let n = 0; n < 20_000 && hub.stats().dropped === 0; n++) {
-      await hub.publish('a', 'note', `${n}:${line}`);
-      if (n % 20 === 19) await new Promise((resolve) => setImmediate(resolve));
-    }
+    await floodUntilDropped(hub, 'a');
     expect(hub.stats().dropped).toBe(1);
     let received = 0;
     stalled.socket.on('data', (chunk: Buffer) => (received += chunk.length));

@@ -13,7 +13,7 @@ import {
 import { EventManager, MemoryBackend } from '../../src/index.js';
 import { createSseHandler } from '../../src/adapters/node.js';
 import { HUB_INSTRUMENTS, registerHubMetrics } from '../../src/otel/index.js';
-import { cleanupAfterEach, freePort, openStream, stalledClient, startServer, waitUntil } from '../support/helpers.js';
+import { cleanupAfterEach, freePort, floodUntilDropped, openStream, stalledClient, startServer, waitUntil } from '../support/helpers.js';
 import { REDIS_URL, redisBackend, sharedClient } from '../support/redis.js';
 import type { RedisBackend } from '../../src/backends/redis/index.js';
 
@@ -163,12 +163,7 @@ describe('ssecast/otel: hub.stats() as observable instruments', () => {
     const stalled = stalledClient(server.port, '/?stream=a');
     cleanups.push(() => void stalled.socket.destroy());
     await waitUntil(() => hub.stats().connections === 1);
-    const line = 'x'.repeat(1000);
-    // Far more than loopback buffers hold, so the bound is crossed.
-    for (let n = 0; n < 20_000 && hub.stats().dropped === 0; n++) {
-      await hub.publish('a', 'note', `${n}:${line}`);
-      if (n % 20 === 19) await new Promise((resolve) => setImmediate(resolve));
-    }
+    await floodUntilDropped(hub, 'a');
     await waitUntil(() => hub.stats().connections === 0);
     expect(await values()).toMatchObject({ 'ssecast.clients.dropped': 1, 'ssecast.connections': 0 });
   });

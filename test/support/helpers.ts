@@ -158,6 +158,24 @@ export function stalledClient(port: number, path: string): StalledClient {
 }
 
 /**
+ * Publishes 1 KB notes on `stream` until the hub drops a subscriber (or 20,000 were sent):
+ * far more than loopback buffers hold (about 4 MiB per socket), so a stalled client crosses
+ * its bound. Yields now and then so the server can notice. Returns how many were published.
+ */
+export async function floodUntilDropped(
+  hub: { publish(stream: string, type: string, data: string): Promise<unknown>; stats(): { dropped: number } },
+  stream: string,
+): Promise<number> {
+  const line = 'x'.repeat(1000);
+  let n = 0;
+  for (; n < 20_000 && hub.stats().dropped === 0; n++) {
+    await hub.publish(stream, 'note', `${n}:${line}`);
+    if (n % 20 === 19) await new Promise((resolve) => setImmediate(resolve));
+  }
+  return n;
+}
+
+/**
  * What a test opened, closed after it in reverse order: push a closer as
  * soon as something is opened. Registers the `afterEach` that runs them.
  */
