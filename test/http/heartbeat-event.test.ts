@@ -143,7 +143,7 @@ describe('ssecast/client and named heartbeats', () => {
   it('with heartbeatEvent, takes them as liveness only: no listener or iterator sees them, lastEventId stays, the watchdog is fed', async () => {
     const { hub, url, requests } = await serve({ heartbeatEvent: 'ping' });
     const errors: SseClientError[] = [];
-    const client = createClient<Events & { ping: string }>(url, { heartbeatEvent: 'ping', heartbeatTimeoutMs: 200, parse: 'json' });
+    const client = createClient<Events & { ping: string }>(url, { heartbeatEvent: 'ping', heartbeatTimeoutMs: 1000, parse: 'json' });
     cleanups.push(() => client.close());
     client.onError((error) => errors.push(error));
     const pings: unknown[] = [];
@@ -155,8 +155,9 @@ describe('ssecast/client and named heartbeats', () => {
     await waitUntil(() => hub.stats().connections === 1);
     const event = await hub.publish('a', 'tick', { n: 1 });
     await waitUntil(() => iterated.length === 1);
-    // Many heartbeat intervals, and longer than the watchdog's 200 ms: only the named heartbeats come.
-    await sleep(600);
+    // Many heartbeat intervals, and twice the watchdog's 1,000 ms: only the named heartbeats come. (The
+    // watchdog has room: a busy machine stalling this process for 200 ms once fired a 200 ms one in CI.)
+    await sleep(2200);
     expect(client.lastEventId).toBe(event.id);
     expect(pings).toEqual([]);
     expect(iterated).toEqual(['tick']);

@@ -25,6 +25,14 @@ export interface TestSentinels {
   currentMaster(): Promise<number>;
   /** Until every running sentinel names `node` as the master and lists the other server as its replica, whose link to it is up. */
   settledOn(node: OwnedNode, timeoutMs?: number): Promise<void>;
+  /**
+   * Asks the first sentinel for a failover again when it still names `old` as the master and has
+   * none in progress: Sentinel does not retry a manual failover it aborted (a replica or sentinel
+   * starved past `failover-timeout`, or TILT mode on a busy machine), since the master is up.
+   */
+  failoverAgainIfAborted(old: OwnedNode): Promise<void>;
+  /** What each running sentinel says (master, flags, TILT), for a failure message. */
+  describe(): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -90,6 +98,28 @@ export async function startSentinels(options: SentinelOptions = {}): Promise<Tes
         timeoutMs,
         `the sentinels to settle on ${node.port} as the master, with ${other.port} its replica in sync`,
       );
+    },
+    async failoverAgainIfAborted(old: OwnedNode) {
+      const first = sentinels[0] as OwnedNode;
+      const [, port] = (await command(first.port, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', MASTER_NAME)) as [string, string];
+      if (Number(port) !== old.port) return;
+      const { flags = '' } = pairs((await command(first.port, 'SENTINEL', 'MASTER', MASTER_NAME)) as string[]);
+      if (flags.includes('failover_in_progress')) return;
+      await command(first.port, 'SENTINEL', 'FAILOVER', MASTER_NAME).catch(() => {});
+    },
+    async describe() {
+      const views: string[] = [];
+      for (const sentinel of running()) {
+        try {
+          const [, port] = (await command(sentinel.port, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', MASTER_NAME)) as [string, string];
+          const { flags } = pairs((await command(sentinel.port, 'SENTINEL', 'MASTER', MASTER_NAME)) as string[]);
+          const { sentinel_tilt: tilt } = infoFields(await command(sentinel.port, 'INFO', 'sentinel'));
+          views.push(`${sentinel.port}: master ${port}, flags ${flags}, tilt ${tilt}`);
+        } catch (error) {
+          views.push(`${sentinel.port}: ${(error as Error).message}`);
+        }
+      }
+      return views.join('; ');
     },
     async stop() {
       for (const node of [...sentinels, replica, master]) await node.kill();
