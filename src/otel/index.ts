@@ -131,8 +131,12 @@ const registered = new WeakMap<Meter, Map<string, { hub: StatsSource; unregister
 
 // The api's meter when no SDK is installed (or before it is): it exports nothing, and
 // `metrics.getMeter()` returns that one object for every name, so the guard would refuse
-// a second hub there for no reason. Told by its class name, since the api is a type-only import.
-const isNoopMeter = (meter: Meter) => (meter as { constructor?: { name?: string } }).constructor?.name === 'NoopMeter';
+// a second hub there for no reason. The api is a type-only import, so it is told by its class
+// name, or, where a bundler minified that, by what it does: it hands out one shared instrument
+// for every name, where an SDK makes one per name.
+const isNoopMeter = (meter: Meter, counters: Observable[]) =>
+  (meter as { constructor?: { name?: string } }).constructor?.name === 'NoopMeter' ||
+  (counters.length > 1 && counters.every((counter) => counter === counters[0]));
 
 /**
  * Registers observable instruments for `hub` on `meter`, in one batch callback: `stats()` is
@@ -160,18 +164,11 @@ export function registerHubMetrics(meter: Meter, hub: StatsSource, options: HubM
       .map(([name, value]): [string, string] => [name, String(value)])
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
   );
-  let keys = registered.get(meter);
-  const holder = keys?.get(key);
-  // A closed hub's registration gives way to its replacement (a restart before any collection).
-  if (holder?.hub.closed) holder.unregister();
-  else if (holder && !isNoopMeter(meter))
-    throw new TypeError(
-      `ssecast metrics with the attributes ${key} are already registered on this meter; give each hub its own attributes (such as 'ssecast.hub')`,
-    );
   const onError = options.onError ?? ((error: unknown) => console.error('ssecast: hub.stats() failed during a metrics collection', error));
 
   const present = hub.stats();
   const observed: [Observable, string][] = [];
+  const counters: Observable[] = [];
   for (const spec of HUB_INSTRUMENTS) {
     if (spec.optional && typeof present[spec.stat] !== 'number') continue;
     const settings = { description: spec.description, unit: spec.unit, valueType: INT };
@@ -182,8 +179,19 @@ export function registerHubMetrics(meter: Meter, hub: StatsSource, options: HubM
           ? meter.createObservableUpDownCounter(spec.name, settings)
           : meter.createObservableGauge(spec.name, settings);
     observed.push([instrument, spec.stat]);
+    if (spec.kind === 'counter') counters.push(instrument);
   }
   const instruments = observed.map(([instrument]) => instrument);
+  // Checked once the instruments exist (creating them is harmless: an SDK returns the same
+  // storage for a name asked twice, and nothing observes them without a callback).
+  let keys = registered.get(meter);
+  const holder = keys?.get(key);
+  // A closed hub's registration gives way to its replacement (a restart before any collection).
+  if (holder?.hub.closed) holder.unregister();
+  else if (holder && !isNoopMeter(meter, counters))
+    throw new TypeError(
+      `ssecast metrics with the attributes ${key} are already registered on this meter; give each hub its own attributes (such as 'ssecast.hub')`,
+    );
 
   let active = true;
   const unregister = () => {

@@ -330,6 +330,21 @@ describe('ssecast/otel: hub.stats() as observable instruments', () => {
     expect(registerHubMetrics(noop, again).registered).toBe(true);
   });
 
+  it('knows the no-op meter by what it does where a bundler renamed its class: a second hub is accepted', async () => {
+    const noop = otelMetrics.getMeterProvider().getMeter('x');
+    // What a minifier leaves: the api's no-op meter under a one-letter class name.
+    const Minified = class extends (noop.constructor as new () => typeof noop) {};
+    Object.defineProperty(Minified, 'name', { value: 'e' });
+    const meter = new Minified();
+    const hubs = [new EventManager(), new EventManager()];
+    cleanups.push(...hubs.map((hub) => () => hub.close()));
+    expect(hubs.map((hub) => registerHubMetrics(meter, hub).registered)).toEqual([true, true]);
+    // An SDK meter still refuses the same series twice.
+    const { meter: sdk } = setup();
+    registerHubMetrics(sdk, hubs[0] as EventManager);
+    expect(() => registerHubMetrics(sdk, hubs[1] as EventManager)).toThrow(/already registered/);
+  });
+
   it('a stats() that throws fails neither the collection nor the other hubs', async () => {
     let broken = false;
     const hub = new EventManager();
