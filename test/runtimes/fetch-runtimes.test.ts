@@ -323,6 +323,42 @@ describe.skipIf(missing.length === RUNTIMES.length).each(RUNTIMES.filter((r) => 
       expect(after.status).toBe(503);
     });
 
+    it('forgets clients that leave while authorize is pending and frees their slots; a throwing authorize gets 500', async () => {
+      const server = await serve(runtime, { auth: true, handler: { maxConnections: 2 } });
+      const down = await openStream(`${server.url}/events?stream=a&token=throw`);
+      expect(down.status).toBe(500);
+      expect(JSON.parse(down.body)).toMatchObject({ error: 'internal_error' });
+      // More clients than slots, each waiting on an auth service that never answers, then leaving.
+      const waiting = await Promise.all(
+        [1, 2, 3, 4].map(async () => {
+          const controller = new AbortController();
+          const response = fetch(`${server.url}/events?stream=a&token=hang`, { signal: controller.signal }).then(
+            (r) => `status ${r.status}`,
+            (error: Error) => error.name,
+          );
+          await sleep(300);
+          controller.abort();
+          return response;
+        }),
+      );
+      expect(waiting).toEqual(['AbortError', 'AbortError', 'AbortError', 'AbortError']);
+      // Both slots are free: two clients get in, a third is over maxConnections.
+      const first = await openStream(`${server.url}/events?stream=a&token=secret`);
+      const second = await openStream(`${server.url}/events?stream=a&token=secret`);
+      cleanups.push(
+        () => first.close(),
+        () => second.close(),
+      );
+      expect([first.status, second.status]).toEqual([200, 200]);
+      await until(async () => (await server.connections()) === 2, 'two connections');
+      const third = await openStream(`${server.url}/events?stream=a&token=secret`);
+      expect(third.status).toBe(503);
+      const stats = await server.stats();
+      // The throw and the 503 were refused; the clients that left were refused by nobody.
+      expect([stats.rejected, stats.hookErrors]).toEqual([2, 1]);
+      await waitUntil(() => server.output().includes('the auth service is down'), 10_000, 'the hook error in the log');
+    });
+
     it('gzips with compress: true and flushes each event as it is published', async () => {
       const server = await serve(runtime, { handler: { compress: true } });
       // Node's fetch decompresses; the header says the runtime had node:zlib.
