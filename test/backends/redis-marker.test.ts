@@ -2,6 +2,7 @@
 // instances under publishing load: this instance's fan-out reader may still be behind the read
 // position, and nothing at or below the marker's id may follow it (a client that dropped right
 // after the marker would resume past those events, and the ids would go backwards).
+import { EventSource } from 'eventsource';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { describe, expect, it } from 'vitest';
 import { createSseHandler } from '../../src/adapters/node.js';
@@ -140,4 +141,60 @@ describe.skipIf(!REDIS_URL)('a fresh connection to an instance whose fan-out lag
       expect(ids.filter((id, i) => i > 0 && id <= (ids[i - 1] as number))).toEqual([]);
     }, 30_000);
   }
+});
+
+describe.skipIf(!REDIS_URL)('an instance whose fan-out reader has not started', () => {
+  // B's hub opened without its reader (Redis was slow for longer than commandTimeoutMs), so its
+  // gate lets requests through; its commands answer at once, its reader's connection lags 1.5 s
+  // each way. A history read then sees events that the reader, once it knows where it starts
+  // (after them), will never bring: no subscription may go live on such a read. B refuses
+  // history reads until its reader has started, so the stream ends and the client resumes.
+  it('refuses history reads until its reader has started, and an EventSource resuming on B while A publishes loses nothing', async () => {
+    const prefix = uniquePrefix();
+    const proxy = await lagProxy(Number(new URL(REDIS_URL as string).port || 6379), (sent) => (sent.includes('ssecast-fanout') ? 1500 : 0));
+    const viaProxy = new Redis({ port: proxy.port, host: '127.0.0.1', lazyConnect: true });
+    const a = new EventManager({ backend: new RedisBackend({ redis: sharedClient(), prefix }) });
+    cleanups.push(
+      () => proxy.close(),
+      () => viaProxy.disconnect(),
+      () => a.close(),
+    );
+    const [start] = await Promise.all(Array.from({ length: 5 }, (_, n) => a.publish('s', 'tick', { n })));
+    const errors: string[] = [];
+    const b = new EventManager({
+      backend: new RedisBackend({ redis: viaProxy, prefix, commandTimeoutMs: 300 }),
+      onError: (error, { source }) => errors.push(`${source}: ${(error as Error).message}`),
+    });
+    cleanups.push(() => b.close());
+    const server = await startServer(createSseHandler(b, { retryMs: 100 }));
+    cleanups.push(() => server.close());
+    let publishing = true;
+    const published: number[] = [];
+    const publisher = (async () => {
+      for (let n = 0; publishing; n++) {
+        published.push(seqOf((await a.publish('s', 'tick', { n })).id));
+        // Fewer than the 100 a stream keeps on Redis by the end, so that the resume stays exact.
+        await sleep(100);
+      }
+    })();
+    await sleep(400);
+    // Resumes from the first event (by query: an EventSource sends no header on its first request).
+    const source = new EventSource(`${server.url}/events?stream=s&lastEventId=${start?.id}`);
+    cleanups.push(() => source.close());
+    const seqs: number[] = [];
+    source.addEventListener('tick', (event) => seqs.push(seqOf((event as MessageEvent).lastEventId)));
+    // Long enough for B's reader to start (a few of its round trips) and to deliver live.
+    await sleep(8000);
+    publishing = false;
+    await publisher;
+    const last = published[published.length - 1] as number;
+    const deadline = Date.now() + 10_000;
+    while (!seqs.includes(last) && Date.now() < deadline) await sleep(50);
+    source.close();
+    const expected = [2, 3, 4, 5, ...published];
+    expect(seqs.filter((seq, i) => i > 0 && seq <= (seqs[i - 1] as number))).toEqual([]);
+    expect(expected.filter((seq) => !seqs.includes(seq))).toEqual([]);
+    // The requests before the reader started ended with this, and the client came back.
+    expect(errors[0]).toMatch(/^backend\.read: this instance's fan-out reader has not reached Redis yet .*could not read history$/);
+  }, 40_000);
 });

@@ -539,9 +539,13 @@ export class RedisBackend implements Backend {
 
   private unreachable(action: string): Error {
     const cause = this.lastError instanceof Error ? `: ${this.lastError.message}` : '';
-    return new Error(`Redis is unreachable (connection ${this.commands?.status ?? 'closed'}${cause}); could not ${action}`, {
-      cause: this.lastError,
-    });
+    const commands = this.commands?.status ?? 'closed';
+    // Commands answer, but a read now could hand a subscriber events its fan-out would then skip.
+    const where =
+      commands === 'ready' && !this.reader?.position
+        ? `this instance's fan-out reader has not reached Redis yet (its connection ${this.readerConnection?.status ?? 'closed'}${cause})`
+        : `Redis is unreachable (connection ${commands}${cause})`;
+    return new Error(`${where}; could not ${action}`, { cause: this.lastError });
   }
 
   private failure(error: unknown, outcome: string): Error {
