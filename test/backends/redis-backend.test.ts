@@ -109,9 +109,13 @@ describe.skipIf(!REDIS_URL)('RedisBackend', () => {
       const prefix = uniquePrefix();
       const a = hubOn(new RedisBackend({ redis: sharedClient(), prefix }));
       const b = hubOn(new RedisBackend({ redis: sharedClient(), prefix }));
-      const onA = collect(a.subscribe({ streams: ['x', 'y'], replay: 0 }));
-      const onB = collect(b.subscribe({ streams: ['x', 'y'], replay: 0 }));
-      await sleep(50);
+      const subA = a.subscribe({ streams: ['x', 'y'], replay: 0 });
+      const subB = b.subscribe({ streams: ['x', 'y'], replay: 0 });
+      const onA = collect(subA);
+      const onB = collect(subB);
+      // A subscription made while its hub still opens counts from the open (docs/api.md): one
+      // hub may be open and publishing while the other's fan-out does not yet know where it starts.
+      await Promise.all([subA.ready, subB.ready]);
       const published: string[] = [];
       await Promise.all(
         Array.from({ length: 200 }, (_, n) =>
