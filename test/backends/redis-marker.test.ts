@@ -36,6 +36,20 @@ async function readFor(url: string, ms: number): Promise<EventSourceMessage[]> {
   return events;
 }
 
+/** Instance A on Redis directly, and a client for B that reaches Redis through a proxy lagging each connection by `lagFor` what it sent first. */
+async function lagging(lagFor: (sent: string) => number) {
+  const prefix = uniquePrefix();
+  const proxy = await lagProxy(Number(new URL(REDIS_URL as string).port || 6379), lagFor);
+  const viaProxy = new Redis({ port: proxy.port, host: '127.0.0.1', lazyConnect: true });
+  const a = new EventManager({ backend: new RedisBackend({ redis: sharedClient(), prefix }) });
+  cleanups.push(
+    () => proxy.close(),
+    () => viaProxy.disconnect(),
+    () => a.close(),
+  );
+  return { prefix, viaProxy, a };
+}
+
 describe.skipIf(!REDIS_URL)('the position marker on Redis, publishing on another instance', () => {
   it('never sends an id at or below the one before it, markers included (replay: 0, fresh connections while A publishes)', async () => {
     const prefix = uniquePrefix();
@@ -83,16 +97,8 @@ describe.skipIf(!REDIS_URL)('a fresh connection to an instance whose fan-out lag
   ];
   for (const { when, replay, starting } of cases) {
     it(`gets every event published after its response started, once and in order, when ${when} (replay: ${replay})`, async () => {
-      const prefix = uniquePrefix();
-      const proxy = await lagProxy(Number(new URL(REDIS_URL as string).port || 6379), (sent) =>
+      const { prefix, viaProxy, a } = await lagging((sent) =>
         sent.includes('ssecast-fanout') ? 400 : sent.includes('ssecast:') ? 100 : 0,
-      );
-      const viaProxy = new Redis({ port: proxy.port, host: '127.0.0.1', lazyConnect: true });
-      const a = new EventManager({ backend: new RedisBackend({ redis: sharedClient(), prefix }) });
-      cleanups.push(
-        () => proxy.close(),
-        () => viaProxy.disconnect(),
-        () => a.close(),
       );
       for (let n = 0; n < 10; n++) await a.publish('s', 'tick', { n: -1 });
       const b = new EventManager({ backend: new RedisBackend({ redis: viaProxy, prefix, commandTimeoutMs: 5000 }) });
@@ -150,15 +156,7 @@ describe.skipIf(!REDIS_URL)('an instance whose fan-out reader has not started', 
   // (after them), will never bring: no subscription may go live on such a read. B refuses
   // history reads until its reader has started, so the stream ends and the client resumes.
   it('refuses history reads until its reader has started, and an EventSource resuming on B while A publishes loses nothing', async () => {
-    const prefix = uniquePrefix();
-    const proxy = await lagProxy(Number(new URL(REDIS_URL as string).port || 6379), (sent) => (sent.includes('ssecast-fanout') ? 1500 : 0));
-    const viaProxy = new Redis({ port: proxy.port, host: '127.0.0.1', lazyConnect: true });
-    const a = new EventManager({ backend: new RedisBackend({ redis: sharedClient(), prefix }) });
-    cleanups.push(
-      () => proxy.close(),
-      () => viaProxy.disconnect(),
-      () => a.close(),
-    );
+    const { prefix, viaProxy, a } = await lagging((sent) => (sent.includes('ssecast-fanout') ? 1500 : 0));
     const [start] = await Promise.all(Array.from({ length: 5 }, (_, n) => a.publish('s', 'tick', { n })));
     const errors: string[] = [];
     const b = new EventManager({
